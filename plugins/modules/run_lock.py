@@ -1,0 +1,299 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: run_lock
+short_description: Take or release the lock that keeps two rebalance runs from acting at once
+version_added: 0.1.0
+description:
+  - Takes (O(state=acquired)) or releases (O(state=released)) a lock file on the managed host.
+  - The rebalance and evacuate playbooks take it on every hypervisor before they gather and plan, so a run
+    started by AWX, cron or a person is refused cleanly while another one holds any of the hosts.
+  - The lock file is created atomically (C(O_EXCL)) and holds JSON with the owner (the run id), the runner,
+    the host, the process id of the module that took it, the time and the expiry time.
+  - Taking and releasing are serialised with C(flock) on the lock directory, so two runs that find the
+    same stale lock cannot both take it over.
+  - A lock whose expiry time has passed is stale (its run crashed or was killed) and is taken over,
+    with a warning that names its previous owner.
+  - Taking a lock already held by the same O(owner) changes nothing. Releasing a lock held by another
+    owner, or no lock at all, changes nothing either.
+author:
+  - xen.drs contributors
+options:
+  owner:
+    description:
+      - Identifier of the run that takes or releases the lock, for example a time stamp plus a random
+        suffix or the AWX job id. Only this owner can release the lock.
+    type: str
+    required: true
+  state:
+    description:
+      - V(acquired) takes the lock and fails if another owner holds a lock that has not expired.
+      - V(released) removes the lock if O(owner) holds it.
+    type: str
+    choices: [acquired, released]
+    default: acquired
+  path:
+    description:
+      - Lock file. Its directory is created (mode 0755) if missing.
+      - Every runner must use the same path; a tmpfs such as C(/run) is fine, since a reboot ends any run.
+    type: path
+    default: /run/xen-drs/rebalance.lock
+  ttl:
+    description:
+      - Seconds after which the lock is stale and may be taken over by another run.
+      - Choose more than the longest run (sampling plus every migration's timeout).
+    type: int
+    default: 3600
+  runner:
+    description:
+      - Free text stored in the lock to tell people who holds it, for example C(awx job 42) or
+        C(cron on ctl1).
+    type: str
+attributes:
+  check_mode:
+    support: full
+    details: Reports whether the lock could be taken or released, and writes nothing.
+  diff_mode:
+    support: full
+    details: Shows the lock file's content before and after.
+notes:
+  - When the lock is held by another run the module fails with a message that names the holder and
+    returns it in RV(holder); the playbooks release what they took and stop.
+"""
+
+EXAMPLES = r"""
+- name: Take the run lock on every hypervisor
+  xen.drs.run_lock:
+    owner: "{{ xen_drs_run_id }}"
+    runner: "awx job {{ awx_job_id | default('manual') }}"
+    ttl: 1800
+
+- name: Release it (only if this run holds it)
+  xen.drs.run_lock:
+    owner: "{{ xen_drs_run_id }}"
+    state: released
+"""
+
+RETURN = r"""
+acquired:
+  description: Whether this owner holds the lock after the task (in check mode, whether it would).
+  returned: always
+  type: bool
+  sample: true
+released:
+  description: Whether the task removed this owner's lock (in check mode, whether it would).
+  returned: always
+  type: bool
+  sample: false
+lock:
+  description: The lock this owner holds after the task, as written in the lock file.
+  returned: when RV(acquired) is true
+  type: dict
+  sample:
+    owner: 20261125T161500Z-k3v9
+    runner: awx job 42
+    host: hv1
+    pid: 31337
+    time: 1764087300.5
+    expires: 1764089100.5
+holder:
+  description:
+    - The lock found in place before the task, if any (another owner's, a stale one, or this owner's).
+    - C(owner) is null when the file could not be read as a lock.
+  returned: when a lock file existed
+  type: dict
+  sample:
+    owner: 20261125T160000Z-a1b2
+    runner: cron on ctl1
+    host: hv1
+    pid: 4242
+    time: 1764086400.0
+    expires: 1764088200.0
+lock_file:
+  description: The lock file (named so, not C(path), to keep Ansible from adding file attributes).
+  returned: always
+  type: str
+  sample: /run/xen-drs/rebalance.lock
+"""
+
+import fcntl
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+class LockError(Exception):
+    """The lock file or its directory cannot be used (the message says which and why)."""
+
+
+@contextmanager
+def directory_guard(directory):
+    """Serialise every run_lock call on this directory (flock is released when the fd closes)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_lock(path, ttl):
+    """The lock in ``path`` as a dict, or None when there is none.
+
+    A file that is not a lock (truncated, edited by hand) counts as held by an unknown owner
+    until ``ttl`` seconds after it was last written, so that a damaged lock never lets two runs in.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        mtime = os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LockError(f"cannot read lock file {path}: {exc.strerror}") from exc
+    try:
+        lock = json.loads(text)
+        if isinstance(lock, dict) and isinstance(lock.get("expires"), (int, float)):
+            return lock
+    except ValueError:
+        pass
+    return {"owner": None, "runner": None, "host": None, "pid": None, "time": mtime, "expires": mtime + ttl}
+
+
+def write_lock(path, lock):
+    """Create ``path`` holding ``lock``; it must not exist (O_EXCL)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(lock, handle, sort_keys=True)
+        handle.write("\n")
+
+
+def describe(lock):
+    """One line about a lock for messages: who holds it and until when."""
+    owner = lock.get("owner") or "an unreadable lock"
+    runner = f" ({lock['runner']})" if lock.get("runner") else ""
+    host = f" on {lock['host']}" if lock.get("host") else ""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(lock["time"]))
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(lock["expires"]))
+    return f"{owner}{runner}{host}, taken {since}, expires {until}"
+
+
+def acquire(path, owner, ttl, runner, check_mode, now):
+    """Take the lock. Returns (result, warnings); raises LockError when another owner holds it."""
+    holder = read_lock(path, ttl)
+    warnings = []
+    result = {"lock_file": path, "acquired": True, "released": False, "changed": False}
+    if holder is not None:
+        result["holder"] = holder
+        if holder.get("owner") == owner:
+            result["lock"] = holder
+            result["diff"] = {"before": holder, "after": holder}
+            return result, warnings
+        if holder["expires"] > now:
+            raise LockError(f"lock {path} is held by run {describe(holder)}; refusing to start a second run")
+        warnings.append(f"lock {path} was stale (run {describe(holder)}): taking it over")
+    lock = {
+        "owner": owner,
+        "runner": runner,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "time": now,
+        "expires": now + ttl,
+    }
+    if not check_mode:
+        if holder is not None:
+            os.unlink(path)
+        write_lock(path, lock)
+    result.update(changed=True, lock=lock, diff={"before": holder or {}, "after": lock})
+    return result, warnings
+
+
+def release(path, owner, ttl, check_mode):
+    """Remove the lock if ``owner`` holds it. Returns (result, warnings)."""
+    holder = read_lock(path, ttl)
+    result = {"lock_file": path, "acquired": False, "released": False, "changed": False}
+    if holder is None:
+        return result, []
+    result["holder"] = holder
+    if holder.get("owner") != owner:
+        result["diff"] = {"before": holder, "after": holder}
+        return result, [f"lock {path} is held by run {describe(holder)}, not by {owner}: left in place"]
+    if not check_mode:
+        os.unlink(path)
+    result.update(changed=True, released=True, diff={"before": holder, "after": {}})
+    return result, []
+
+
+def run(params, check_mode, now):
+    """Apply ``params`` to the lock file. Returns (result, warnings); raises LockError."""
+    path, owner, ttl = params["path"], params["owner"], params["ttl"]
+    if not owner.strip():
+        raise LockError("owner must not be empty")
+    if ttl <= 0:
+        raise LockError(f"ttl must be a positive number of seconds, got {ttl}")
+    directory = os.path.dirname(path) or "."
+    try:
+        if not os.path.isdir(directory):
+            if check_mode:
+                # Nothing can hold a lock in a directory that does not exist yet.
+                return run_without_directory(params)
+            os.makedirs(directory, mode=0o755, exist_ok=True)
+        with directory_guard(directory):
+            if params["state"] == "acquired":
+                return acquire(path, owner, ttl, params["runner"], check_mode, now)
+            return release(path, owner, ttl, check_mode)
+    except OSError as exc:
+        raise LockError(f"cannot use lock file {path}: {exc.strerror or exc}") from exc
+
+
+def run_without_directory(params):
+    """Check mode only: what taking or releasing would do where no lock directory exists."""
+    if params["state"] == "released":
+        return {"lock_file": params["path"], "acquired": False, "released": False, "changed": False}, []
+    return {"lock_file": params["path"], "acquired": True, "released": False, "changed": True}, []
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "owner": {"type": "str", "required": True},
+            "state": {"type": "str", "choices": ["acquired", "released"], "default": "acquired"},
+            "path": {"type": "path", "default": "/run/xen-drs/rebalance.lock"},
+            "ttl": {"type": "int", "default": 3600},
+            "runner": {"type": "str"},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        result, warnings = run(module.params, module.check_mode, time.time())
+    except LockError as exc:
+        holder = read_lock_quietly(module.params["path"], module.params["ttl"])
+        module.fail_json(msg=str(exc), lock_file=module.params["path"], acquired=False, released=False,
+                         **({"holder": holder} if holder else {}))
+    for warning in warnings:
+        module.warn(warning)
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+def read_lock_quietly(path, ttl):
+    """The current lock for a failure message, or None if it cannot be read either."""
+    try:
+        return read_lock(path, ttl)
+    except LockError:
+        return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""run_lock: taking, refusing, releasing, stale take-over, check mode, and a real race between processes.
+
+The module is run as Ansible runs it (a Python process reading its arguments from a JSON file), against
+lock files in a temporary directory.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from ansible_collections.xen.drs.plugins.modules import run_lock
+
+MODULE = run_lock.__file__
+
+
+def run_module(tmp_path, check_mode=False, diff=False, **args):
+    """Run the module in a fresh process; returns its JSON result."""
+    params = dict(args)
+    params["_ansible_check_mode"] = check_mode
+    params["_ansible_diff"] = diff
+    args_file = tmp_path / f"args-{os.getpid()}-{time.monotonic_ns()}.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": params}))
+    proc = subprocess.run([sys.executable, MODULE, str(args_file)], capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert proc.stdout, proc.stderr
+    result = json.loads(proc.stdout)
+    # ansible-core 2.19 returns warnings as structured events; older ones as strings
+    result["warnings"] = [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
+    return result
+
+
+@pytest.fixture(name="lock_path")
+def fixture_lock_path(tmp_path):
+    return tmp_path / "locks" / "rebalance.lock"
+
+
+def read(path):
+    return json.loads(path.read_text())
+
+
+def test_acquire_creates_the_directory_and_a_json_lock(tmp_path, lock_path):
+    before = time.time()
+    result = run_module(tmp_path, owner="run-1", runner="cron on ctl", path=str(lock_path), ttl=600)
+    assert result["changed"] and result["acquired"] and not result.get("failed")
+    lock = read(lock_path)
+    assert lock["owner"] == "run-1" and lock["runner"] == "cron on ctl"
+    assert before <= lock["time"] <= time.time()
+    assert lock["expires"] == pytest.approx(lock["time"] + 600)
+    assert lock["pid"] > 0 and lock["host"]
+    assert result["lock"] == lock
+    assert oct(lock_path.parent.stat().st_mode & 0o777) == "0o755"
+
+
+def test_second_owner_is_refused_and_the_lock_is_untouched(tmp_path, lock_path):
+    run_module(tmp_path, owner="run-1", runner="awx job 7", path=str(lock_path))
+    first = lock_path.read_bytes()
+    result = run_module(tmp_path, owner="run-2", path=str(lock_path))
+    assert result["failed"] and not result["acquired"]
+    assert "held by run run-1 (awx job 7)" in result["msg"]
+    assert "refusing to start a second run" in result["msg"]
+    assert result["holder"]["owner"] == "run-1"
+    assert lock_path.read_bytes() == first
+
+
+def test_same_owner_acquiring_again_changes_nothing(tmp_path, lock_path):
+    run_module(tmp_path, owner="run-1", path=str(lock_path))
+    first = lock_path.read_bytes()
+    result = run_module(tmp_path, owner="run-1", path=str(lock_path))
+    assert result["acquired"] and not result["changed"]
+    assert lock_path.read_bytes() == first
+
+
+def test_stale_lock_is_taken_over_with_a_warning(tmp_path, lock_path):
+    lock_path.parent.mkdir()
+    lock_path.write_text(json.dumps({"owner": "crashed", "runner": None, "host": "hv1", "pid": 1,
+                                     "time": time.time() - 100, "expires": time.time() - 1}))
+    result = run_module(tmp_path, owner="run-2", path=str(lock_path))
+    assert result["changed"] and result["acquired"]
+    assert result["holder"]["owner"] == "crashed"
+    assert any("stale" in w and "crashed" in w for w in result["warnings"])
+    assert read(lock_path)["owner"] == "run-2"
+
+
+def test_unreadable_lock_counts_as_held_until_ttl_after_it_was_written(tmp_path, lock_path):
+    lock_path.parent.mkdir()
+    lock_path.write_text("{half a lock")
+    refused = run_module(tmp_path, owner="run-2", path=str(lock_path), ttl=60)
+    assert refused["failed"] and "an unreadable lock" in refused["msg"]
+    assert refused["holder"]["owner"] is None
+    old = time.time() - 120
+    os.utime(lock_path, (old, old))
+    taken = run_module(tmp_path, owner="run-2", path=str(lock_path), ttl=60)
+    assert taken["acquired"] and taken["changed"]
+    assert read(lock_path)["owner"] == "run-2"
+
+
+def test_release_by_owner_removes_the_lock(tmp_path, lock_path):
+    run_module(tmp_path, owner="run-1", path=str(lock_path))
+    result = run_module(tmp_path, owner="run-1", state="released", path=str(lock_path))
+    assert result["changed"] and result["released"]
+    assert not lock_path.exists()
+
+
+def test_release_by_another_owner_leaves_the_lock_and_warns(tmp_path, lock_path):
+    run_module(tmp_path, owner="run-1", path=str(lock_path))
+    first = lock_path.read_bytes()
+    result = run_module(tmp_path, owner="run-2", state="released", path=str(lock_path))
+    assert not result["changed"] and not result["released"] and not result.get("failed")
+    assert any("held by run run-1" in w for w in result["warnings"])
+    assert lock_path.read_bytes() == first
+
+
+def test_release_without_a_lock_is_a_no_op(tmp_path, lock_path):
+    result = run_module(tmp_path, owner="run-1", state="released", path=str(lock_path))
+    assert not result["changed"] and not result["released"] and not result.get("failed")
+
+
+def test_check_mode_reports_and_writes_nothing(tmp_path, lock_path):
+    would = run_module(tmp_path, check_mode=True, diff=True, owner="run-1", path=str(lock_path))
+    assert would["changed"] and would["acquired"]
+    assert not lock_path.parent.exists()
+
+    run_module(tmp_path, owner="run-1", path=str(lock_path))
+    first = lock_path.read_bytes()
+    refused = run_module(tmp_path, check_mode=True, owner="run-2", path=str(lock_path))
+    assert refused["failed"] and "held by run run-1" in refused["msg"]
+    release = run_module(tmp_path, check_mode=True, diff=True, owner="run-1", state="released",
+                         path=str(lock_path))
+    assert release["changed"] and release["released"]
+    assert release["diff"]["before"]["owner"] == "run-1" and release["diff"]["after"] == {}
+    assert lock_path.read_bytes() == first
+
+
+def test_diff_shows_the_lock_before_and_after(tmp_path, lock_path):
+    result = run_module(tmp_path, diff=True, owner="run-1", path=str(lock_path))
+    assert result["diff"]["before"] == {} and result["diff"]["after"]["owner"] == "run-1"
+    plain = run_module(tmp_path, owner="run-1", path=str(lock_path))
+    assert "diff" not in plain
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"owner": "  "}, "owner must not be empty"),
+    ({"owner": "run-1", "ttl": 0}, "ttl must be a positive number of seconds, got 0"),
+    ({"owner": "run-1", "state": "held"}, "value of state must be one of: acquired, released, got: held"),
+])
+def test_bad_input_names_the_field_and_the_value(tmp_path, lock_path, args, message):
+    result = run_module(tmp_path, path=str(lock_path), **args)
+    assert result["failed"] and message in result["msg"]
+
+
+def test_unusable_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    result = run_module(tmp_path, owner="run-1", path=str(blocker / "rebalance.lock"))
+    assert result["failed"] and f"cannot use lock file {blocker}/rebalance.lock" in result["msg"]
+
+
+def test_racing_runs_over_a_stale_lock_exactly_one_wins(tmp_path, lock_path):
+    lock_path.parent.mkdir()
+    lock_path.write_text(json.dumps({"owner": "crashed", "runner": None, "host": "hv1", "pid": 1,
+                                     "time": time.time() - 100, "expires": time.time() - 1}))
+    owners = [f"run-{n}" for n in range(8)]
+    with ThreadPoolExecutor(len(owners)) as pool:
+        results = list(pool.map(lambda owner: run_module(tmp_path, owner=owner, path=str(lock_path)), owners))
+    winners = [r for r in results if r.get("acquired")]
+    assert len(winners) == 1, results
+    assert all("held by run" in r["msg"] for r in results if r.get("failed"))
+    assert read(lock_path)["owner"] == winners[0]["lock"]["owner"]
+
+
+def test_describe_names_owner_runner_host_and_times():
+    text = run_lock.describe({"owner": "r1", "runner": "awx job 3", "host": "hv2",
+                              "time": 0, "expires": 60})
+    assert text == "r1 (awx job 3) on hv2, taken 1970-01-01T00:00:00Z, expires 1970-01-01T00:01:00Z"
