@@ -1,0 +1,462 @@
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The search: which running domains leave which hosts, and where they go.
+
+Order of work, repeated until a round plans nothing new or max_migrations is reached:
+
+1. Evacuate maintenance hosts (by name), biggest CPU user first.
+2. Resolve sustained-overloaded hosts, those needing the fewest migrations first: while the host is
+   over the threshold, move its biggest movable domain, except that the last one needed is the
+   domain (among those big enough to finish the job) giving the lowest peak of source and
+   destination, then the least memory. A host that cannot be brought under the threshold within
+   the remaining budget is rolled back and left for step 3.
+3. Shed what can be shed from hosts that stay over: biggest movable domain first.
+
+Each domain's destination is the best fit among hosts every constraint allows: lowest predicted
+load, then most free memory, then name. Loads are exactly rounded sums (math.fsum) of the domains'
+`cpu`, so the result does not depend on input order and re-planning the predicted state sees the
+very same numbers.
+
+The measure a plan improves, compared in this order: running domains left on maintenance hosts,
+total load above the threshold (sum over hosts), peak host load, sum of squared host loads.
+Every migration lowers the first or the second term, never raises an earlier one.
+"""
+
+import math
+from bisect import bisect_left, bisect_right, insort
+
+from .constraints import cooldown_reason, first_violation
+from .history import SUSTAINED, judge, minutes
+from .model import parse_cluster, parse_policy, PlacementError
+
+OK = "ok"
+OVERLOADED = "overloaded"
+UNRESOLVED = "unresolved"
+MAINTENANCE = "maintenance"
+
+
+def _round(value):
+    return round(value, 4)
+
+
+def _plain(number):
+    """Memory back to an int when it is one, so the output reads like the input."""
+    return int(number) if float(number).is_integer() else number
+
+
+class _HostState:
+    """A host's predicted resources while the plan is being built."""
+
+    __slots__ = ("name", "cpus", "maintenance", "cpu_values", "free_parts", "running", "load", "free_mb",
+                 "initial_load", "initial_free_mb", "initial_running", "judgment", "sustained",
+                 "arrived", "left")
+
+    def __init__(self, host, maintenance):
+        self.name = host.name
+        self.cpus = host.cpus
+        self.maintenance = maintenance
+        self.cpu_values = [d.cpu for d in host.running]
+        self.free_parts = [host.memory_free_mb]
+        self.running = len(self.cpu_values)
+        self.load = math.fsum(self.cpu_values) / self.cpus
+        self.free_mb = host.memory_free_mb
+        self.initial_load = self.load
+        self.initial_free_mb = self.free_mb
+        self.initial_running = self.running
+        self.judgment = None
+        self.sustained = False
+        self.arrived = []
+        self.left = []
+
+    def load_with(self, cpu):
+        return math.fsum(self.cpu_values + [cpu]) / self.cpus
+
+    def load_without(self, cpus):
+        return math.fsum(self.cpu_values + [-c for c in cpus]) / self.cpus
+
+    def _changed(self):
+        self.load = math.fsum(self.cpu_values) / self.cpus
+        self.free_mb = math.fsum(self.free_parts)
+
+    def add(self, domain):
+        self.cpu_values.append(domain.cpu)
+        self.free_parts.append(-domain.memory_mb)
+        self.running += 1
+        self._changed()
+
+    def remove(self, domain):
+        self.cpu_values.remove(domain.cpu)
+        self.free_parts.append(domain.memory_mb)
+        self.running -= 1
+        self._changed()
+
+    def unadd(self, domain):
+        self.cpu_values.remove(domain.cpu)
+        self.free_parts.remove(-domain.memory_mb)
+        self.running -= 1
+        self._changed()
+
+    def unremove(self, domain):
+        self.cpu_values.append(domain.cpu)
+        self.free_parts.remove(domain.memory_mb)
+        self.running += 1
+        self._changed()
+
+
+class _Move:
+    """One proposed move, as the constraint checks see it."""
+
+    __slots__ = ("domain", "dest", "dest_load_after")
+
+    def __init__(self, domain, dest, dest_load_after):
+        self.domain = domain
+        self.dest = dest
+        self.dest_load_after = dest_load_after
+
+
+class _Planner:
+    def __init__(self, hosts, policy):
+        self.policy = policy
+        unknown = sorted(policy.maintenance - {h.name for h in hosts})
+        if unknown:
+            raise PlacementError(f"policy: field 'maintenance' names unknown host {unknown[0]!r}")
+        self.hosts = hosts
+        self.states = {h.name: _HostState(h, h.maintenance or h.name in policy.maintenance) for h in hosts}
+        self.placement = {d.name: h.name for h in hosts for d in h.running}
+        # Destinations by load; hosts above max_load_candidate are cut off with one bisect.
+        self.index = sorted((s.load, s.name) for s in self.states.values() if not s.maintenance)
+        self.migrations = []
+        self.moved = set()
+        self.no_destination = {}  # domain name -> latest "no destination" reason
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def _reindex(self, state, old_load):
+        if state.maintenance:
+            return
+        del self.index[bisect_left(self.index, (old_load, state.name))]
+        insort(self.index, (state.load, state.name))
+
+    def _apply(self, domain, source, dest, reason):
+        source_before, dest_before = source.load, dest.load
+        source.remove(domain)
+        dest.add(domain)
+        self._reindex(source, source_before)
+        self._reindex(dest, dest_before)
+        self.placement[domain.name] = dest.name
+        self.moved.add(domain.name)
+        self.no_destination.pop(domain.name, None)
+        source.left.append(domain.name)
+        dest.arrived.append(domain.name)
+        self.migrations.append({
+            "vm": domain.name,
+            "uuid": domain.uuid,
+            "source": source.name,
+            "destination": dest.name,
+            "reason": reason,
+            "cpu": domain.cpu,
+            "memory_mb": domain.memory_mb,
+            "source_load_before": _round(source_before),
+            "source_load_after": _round(source.load),
+            "destination_load_before": _round(dest_before),
+            "destination_load_after": _round(dest.load),
+        })
+        return (domain, source, dest, source_before, dest_before)
+
+    def _undo(self, applied):
+        domain, source, dest, source_before, dest_before = applied
+        source_now, dest_now = source.load, dest.load
+        dest.unadd(domain)
+        source.unremove(domain)
+        self._reindex(source, source_now)
+        self._reindex(dest, dest_now)
+        self.placement[domain.name] = source.name
+        self.moved.discard(domain.name)
+        source.left.pop()
+        dest.arrived.pop()
+        self.migrations.pop()
+
+    @property
+    def budget(self):
+        return self.policy.max_migrations - len(self.migrations)
+
+    # ------------------------------------------------------------ destination search
+
+    def best_destination(self, domain, source):
+        """The best allowed destination state, or None (the reason is kept in no_destination)."""
+        policy = self.policy
+        limit = bisect_right(self.index, (policy.max_load_candidate, "\U0010ffff"))
+        best_key, best = None, None
+        rejected = []
+        for load, name in self.index[:limit]:
+            if best_key is not None and load > best_key[0]:
+                break  # a destination's load only grows with the move: nothing further can win
+            if name == source.name:
+                continue
+            dest = self.states[name]
+            move = _Move(domain, dest, dest.load_with(domain.cpu))
+            violation = first_violation(move, policy, self.placement)
+            if violation is not None:
+                rejected.append(violation)
+                continue
+            key = (move.dest_load_after, -dest.free_mb, name)
+            if best_key is None or key < best_key:
+                best_key, best = key, dest
+        if best is None:
+            self.no_destination[domain.name] = self._explain(rejected, limit, source)
+        return best
+
+    def _explain(self, rejected, limit, source):
+        by_rule = {}
+        for rule, reason in rejected:
+            by_rule.setdefault(rule, []).append(reason)
+        parts = [first if len(rest) == 0 else f"{first} (and {len(rest)} more)"
+                 for first, *rest in by_rule.values()]
+        too_busy = [name for _, name in self.index[limit:] if name != source.name]
+        if too_busy:
+            parts.append(f"{len(too_busy)} host(s) already over max_load_candidate"
+                         f" {self.policy.max_load_candidate} (e.g. {too_busy[0]})")
+        in_maintenance = sorted(s.name for s in self.states.values() if s.maintenance and s.name != source.name)
+        if in_maintenance:
+            parts.append(f"{len(in_maintenance)} host(s) in maintenance ({', '.join(in_maintenance[:3])})")
+        return "no destination: " + ("; ".join(parts) if parts else "no other host")
+
+    # ------------------------------------------------------------ which domains may move
+
+    def blocker(self, domain):
+        """Why a domain may not move at all (policy or cooldown), or None."""
+        if domain.name in self.policy.exclude:
+            return "excluded by policy"
+        return cooldown_reason(domain, self.policy)
+
+    def _sheddable(self, host):
+        """Domains whose move would lower the host's load, biggest first."""
+        return [d for d in host.running
+                if d.name not in self.moved and d.cpu > 0 and self.blocker(d) is None]
+
+    # ------------------------------------------------------------ steps
+
+    def evacuate(self, host):
+        state = self.states[host.name]
+        progress = False
+        for domain in sorted(host.running, key=lambda d: d.sort_key):
+            if self.budget <= 0:
+                break
+            if domain.name in self.moved or self.blocker(domain) is not None:
+                continue
+            dest = self.best_destination(domain, state)
+            if dest is not None:
+                self._apply(domain, state, dest, f"{host.name} in maintenance")
+                progress = True
+        return progress
+
+    def needed(self, state, candidates):
+        """How many of the biggest candidates must leave to bring the host under the threshold."""
+        threshold = self.policy.load_threshold
+        excess = math.fsum(state.cpu_values) - threshold * state.cpus
+        removed, total = [], 0.0
+        for count, domain in enumerate(candidates, 1):
+            removed.append(domain.cpu)
+            total += domain.cpu
+            # the running total is a cheap filter; fsum decides exactly
+            if total >= excess * (1 - 1e-9) and state.load_without(removed) <= threshold:
+                return count
+        return None
+
+    def resolve(self, host, reason):
+        """Bring one overloaded host under the threshold with the fewest moves, or change nothing."""
+        state = self.states[host.name]
+        threshold = self.policy.load_threshold
+        candidates = sorted(self._sheddable(host), key=lambda d: d.sort_key)
+        blocked = set()
+        applied = []
+        while state.load > threshold:
+            remaining = [d for d in candidates if d.name not in blocked and d.name not in self.moved]
+            count = self.needed(state, remaining)
+            if count is None or count > self.budget:
+                break
+            if count > 1:
+                domain = remaining[0]
+                dest = self.best_destination(domain, state)
+                if dest is None:
+                    blocked.add(domain.name)
+                else:
+                    applied.append(self._apply(domain, state, dest, reason))
+                continue
+            options = []
+            for domain in remaining:
+                source_after = state.load_without([domain.cpu])
+                if source_after > threshold:
+                    break  # sorted biggest first: the rest are too small as well
+                dest = self.best_destination(domain, state)
+                if dest is None:
+                    blocked.add(domain.name)
+                    continue
+                peak = max(source_after, dest.load_with(domain.cpu))
+                options.append(((peak, domain.memory_mb, domain.name, domain.uuid), domain, dest))
+            if options:
+                _, domain, dest = min(options, key=lambda option: option[0])
+                applied.append(self._apply(domain, state, dest, reason))
+        if state.load > threshold:
+            for move in reversed(applied):
+                self._undo(move)
+            return False
+        return bool(applied)
+
+    def shed(self, host, reason):
+        """Lower a host that cannot get under the threshold as far as the constraints allow."""
+        state = self.states[host.name]
+        progress = False
+        for domain in sorted(self._sheddable(host), key=lambda d: d.sort_key):
+            if self.budget <= 0 or state.load <= self.policy.load_threshold:
+                break
+            dest = self.best_destination(domain, state)
+            if dest is not None:
+                self._apply(domain, state, dest, reason)
+                progress = True
+        return progress
+
+    def run(self):
+        policy = self.policy
+        for host in self.hosts:
+            state = self.states[host.name]
+            state.judgment = judge(host.samples, policy.load_threshold, policy.max_over, policy.interval, policy.now)
+            state.sustained = (not state.maintenance and state.load > policy.load_threshold
+                               and state.judgment.verdict == SUSTAINED)
+        maintenance = [h for h in self.hosts if self.states[h.name].maintenance]
+        overloaded = [h for h in self.hosts if self.states[h.name].sustained]
+        reasons = {h.name: (f"{h.name} overloaded {self.states[h.name].load:.2f} > {policy.load_threshold}"
+                            f" for {minutes(self.states[h.name].judgment.over_for_min)} min")
+                   for h in overloaded}
+        progress = True
+        while progress and self.budget > 0:
+            progress = False
+            for host in maintenance:
+                progress |= self.evacuate(host)
+            still_over = [h for h in overloaded if self.states[h.name].load > policy.load_threshold]
+            still_over.sort(key=self._resolve_order)
+            for host in still_over:
+                progress |= self.resolve(host, reasons[host.name])
+            for host in overloaded:
+                progress |= self.shed(host, reasons[host.name])
+        return self._report()
+
+    def _resolve_order(self, host):
+        state = self.states[host.name]
+        count = self.needed(state, sorted(self._sheddable(host), key=lambda d: d.sort_key))
+        return (count is None, count or 0, -state.load, host.name)
+
+    # ------------------------------------------------------------ output
+
+    def _skipped(self):
+        skipped = []
+        threshold = self.policy.load_threshold
+        for host in self.hosts:
+            state = self.states[host.name]
+            if not (state.maintenance or state.sustained):
+                continue
+            resolved = not state.maintenance and state.load <= threshold
+            for domain in sorted(host.running, key=lambda d: d.name):
+                if domain.name in self.moved:
+                    continue
+                reason = self.blocker(domain)
+                if reason is None and resolved:
+                    continue  # not needed: the host is under the threshold without it
+                if reason is None and not state.maintenance and domain.cpu <= 0:
+                    reason = "uses no CPU: moving it would not lower the load"
+                if reason is None and self.budget <= 0:
+                    reason = f"max_migrations {self.policy.max_migrations} reached"
+                if reason is None:
+                    self.best_destination(domain, state)  # explain against the final predicted state
+                    reason = self.no_destination.get(domain.name, "no destination")
+                skipped.append({"vm": domain.name, "uuid": domain.uuid, "host": host.name, "reason": reason})
+        return skipped
+
+    def _host_entry(self, state):
+        policy = self.policy
+        threshold = policy.load_threshold
+        reasons = []
+        if state.maintenance:
+            status = MAINTENANCE
+            reasons.append(f"in maintenance: {state.initial_running} running domain(s),"
+                           f" {len(state.left)} planned to leave, {state.running} stay")
+        elif state.sustained:
+            reasons.append(f"load {state.initial_load:.2f} > threshold {threshold}; {state.judgment.reason}")
+            if state.load <= threshold:
+                status = OVERLOADED
+                reasons.append(f"plan moves {', '.join(state.left)}: predicted load {state.load:.2f}"
+                               f" <= threshold {threshold}")
+            else:
+                status = UNRESOLVED
+                moved = f"after moving {', '.join(state.left)}" if state.left else "with no valid move"
+                cause = (f"max_migrations {policy.max_migrations} reached" if self.budget <= 0
+                         else "no further valid move (see skipped)")
+                reasons.append(f"predicted load {state.load:.2f} still > threshold {threshold} {moved}: {cause}")
+        elif state.initial_load > threshold:
+            verdict = state.judgment.verdict
+            status = verdict if verdict != "not-over" else "overload-not-sustained"
+            reasons.append(f"load {state.initial_load:.2f} > threshold {threshold} but {state.judgment.reason}:"
+                           " sheds nothing")
+        else:
+            status = OK
+            reasons.append(f"load {state.initial_load:.2f} <= threshold {threshold}")
+        if state.arrived:
+            reasons.append(f"receives {', '.join(state.arrived)}: predicted load {state.load:.2f}")
+        return {
+            "name": state.name,
+            "load": _round(state.initial_load),
+            "predicted_load": _round(state.load),
+            "overloaded": state.sustained,
+            "maintenance": state.maintenance,
+            "status": status,
+            "reasons": reasons,
+            "running": state.initial_running,
+            "predicted_running": state.running,
+            "memory_free_mb": _plain(state.initial_free_mb),
+            "predicted_memory_free_mb": _plain(state.free_mb),
+        }
+
+    def _measure(self, initial):
+        states = self.states.values()
+        loads = [s.initial_load if initial else s.load for s in states]
+        evacuate = sum(s.initial_running if initial else s.running for s in states if s.maintenance)
+        terms = measure_of(loads, evacuate, self.policy.load_threshold)
+        return dict(zip(MEASURE_TERMS, (terms[0],) + tuple(_round(t) for t in terms[1:])))
+
+    def _report(self):
+        skipped = self._skipped()
+        return {
+            "migrations": self.migrations,
+            "hosts": [self._host_entry(self.states[h.name]) for h in self.hosts],
+            "skipped": skipped,
+            "max_migrations_reached": self.budget <= 0,
+            "measure": {"before": self._measure(True), "after": self._measure(False)},
+            "policy": self.policy.as_dict(),
+        }
+
+
+MEASURE_TERMS = ("on_maintenance_hosts", "load_above_threshold", "peak_load", "sum_of_squares")
+
+
+def measure_of(loads, evacuate, threshold):
+    """The documented measure as a tuple: smaller is better, compared term by term."""
+    return (evacuate,
+            math.fsum(max(0.0, load - threshold) for load in loads),
+            max(loads, default=0.0),
+            math.fsum(load * load for load in loads))
+
+
+def measure(cluster, policy=None):
+    """The measure of a cluster as given (no planning): see the module docstring."""
+    hosts = parse_cluster(cluster)
+    policy = parse_policy(policy)
+    states = [_HostState(h, h.maintenance or h.name in policy.maintenance) for h in hosts]
+    return measure_of([s.load for s in states], sum(s.running for s in states if s.maintenance),
+                      policy.load_threshold)
+
+
+def plan(cluster, policy=None):
+    """Plan the migrations for one run; see the package docstring for input and output."""
+    parsed_policy = parse_policy(policy)
+    hosts = parse_cluster(cluster)
+    return _Planner(hosts, parsed_policy).run()
