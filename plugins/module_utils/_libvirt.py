@@ -1,0 +1,252 @@
+# -*- coding: utf-8 -*-
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""libvirt plumbing shared by the xen.drs modules.
+
+One place for the guarded import, opening connections, naming domain states, building
+migration URIs/flags and turning libvirt errors into messages that name the cause.
+Nothing here calls ``exit_json``/``fail_json``: helpers raise, modules report.
+
+Every libvirt constant is looked up on the ``libvirt`` module at call time, so unit tests
+can substitute a fake module for it.
+"""
+
+from __future__ import annotations
+
+import traceback
+from urllib.parse import urlsplit, urlunsplit
+
+try:
+    import libvirt
+except ImportError:
+    libvirt = None
+    HAS_LIBVIRT = False
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+
+    class LibvirtError(Exception):
+        """Stand-in so ``except LibvirtError`` stays valid without libvirt-python."""
+
+        def get_error_code(self):
+            return None
+
+        def get_error_message(self):
+            return str(self)
+
+else:
+    HAS_LIBVIRT = True
+    LIBVIRT_IMPORT_ERROR = None
+    LibvirtError = libvirt.libvirtError
+
+
+# virDomainState, in enum order (stable libvirt ABI).
+STATE_NAMES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended")
+
+# libvirt error code name -> the cause in words, for the errors a migration typically meets.
+_CAUSES = (
+    ("VIR_ERR_NO_CONNECT", "host unreachable"),
+    ("VIR_ERR_SYSTEM_ERROR", "host unreachable or system error"),
+    ("VIR_ERR_RPC", "connection to the host failed"),
+    ("VIR_ERR_AUTH_FAILED", "authentication failed"),
+    ("VIR_ERR_AUTH_UNAVAILABLE", "authentication unavailable"),
+    ("VIR_ERR_OPERATION_DENIED", "permission denied"),
+    ("VIR_ERR_NO_DOMAIN", "no such domain"),
+    ("VIR_ERR_OPERATION_INVALID", "operation not valid in the domain's current state"),
+    ("VIR_ERR_MIGRATE_UNSAFE", "unsafe migration (storage not shared or disk cache not safe; "
+                               "use copy_storage, or unsafe=true if the storage really is shared)"),
+    ("VIR_ERR_NO_MEMORY", "not enough memory"),
+    ("VIR_ERR_OPERATION_ABORTED", "migration job aborted"),
+    ("VIR_ERR_OPERATION_TIMEOUT", "operation timed out"),
+    ("VIR_ERR_NO_SUPPORT", "not supported by this hypervisor driver"),
+    ("VIR_ERR_ARGUMENT_UNSUPPORTED", "option not supported by this hypervisor driver"),
+    ("VIR_ERR_OPERATION_UNSUPPORTED", "operation not supported by this hypervisor driver"),
+    ("VIR_ERR_CONFIG_UNSUPPORTED", "domain configuration not supported on the destination"),
+    ("VIR_ERR_INVALID_ARG", "invalid argument"),
+)
+
+# Causes libvirt reports only in the message text (as an internal or operation error).
+_MESSAGE_CAUSES = (
+    ("cannot allocate memory", "not enough memory"),
+    ("out of memory", "not enough memory"),
+    ("insufficient memory", "not enough memory"),
+    ("migrate guest to the same host", "destination is the source host"),
+    ("connection refused", "host unreachable (connection refused)"),
+    ("no route to host", "host unreachable (no route)"),
+    ("name or service not known", "host unreachable (unknown host name)"),
+)
+
+
+class LibvirtConnectionError(Exception):
+    """A libvirt connection could not be opened; the message names the URI and why."""
+
+    def __init__(self, uri, reason):
+        self.uri = uri
+        self.reason = reason
+        super().__init__(f"cannot connect to libvirt at '{uri}': {reason}")
+
+
+def describe_error(err):
+    """One line for a libvirt error: the cause in words, then libvirt's own message."""
+    message = (err.get_error_message() or str(err)).strip()
+    lowered = message.lower()
+    for needle, cause in _MESSAGE_CAUSES:
+        if needle in lowered:
+            return f"{cause}: {message}"
+    code = err.get_error_code()
+    for name, cause in _CAUSES:
+        if code is not None and code == getattr(libvirt, name, None):
+            return f"{cause}: {message}"
+    return message
+
+
+def is_error(err, name):
+    """True when ``err`` carries the libvirt error code called ``name`` (e.g. ``VIR_ERR_NO_DOMAIN``)."""
+    code = err.get_error_code()
+    return code is not None and code == getattr(libvirt, name, None)
+
+
+def _quiet(_ctx, _err):
+    """libvirt-python prints every error on stderr by default; the modules report them instead."""
+
+
+def connect(module_or_uri, readonly=False):
+    """Open a libvirt connection to ``module_or_uri`` (a URI, or a module whose ``uri`` option is used).
+
+    Raises LibvirtConnectionError naming the URI and the cause.
+    """
+    uri = module_or_uri if isinstance(module_or_uri, str) else module_or_uri.params["uri"]
+    if libvirt is None:
+        raise LibvirtConnectionError(uri, "the libvirt Python bindings (libvirt-python) are not installed")
+    libvirt.registerErrorHandler(_quiet, None)
+    try:
+        conn = libvirt.openReadOnly(uri) if readonly else libvirt.open(uri)
+    except LibvirtError as err:
+        raise LibvirtConnectionError(uri, describe_error(err)) from err
+    if conn is None:
+        raise LibvirtConnectionError(uri, "libvirt returned no connection")
+    return conn
+
+
+def state_name(code):
+    """libvirt domain state code -> lowercase word (``running``, ``shutoff``, ...)."""
+    if 0 <= code < len(STATE_NAMES):
+        return STATE_NAMES[code]
+    return f"unknown({code})"
+
+
+def domain_state(domain):
+    """State word of a domain, as libvirt reports it now."""
+    return state_name(domain.state()[0])
+
+
+def find_domain(conn, name=None, uuid=None):
+    """The domain with this UUID (preferred) or name on ``conn``, or None if it is not defined there."""
+    try:
+        return conn.lookupByUUIDString(uuid) if uuid else conn.lookupByName(name)
+    except LibvirtError as err:
+        if is_error(err, "VIR_ERR_NO_DOMAIN"):
+            return None
+        raise
+
+
+def _split_scheme(uri, option):
+    parts = urlsplit(uri)
+    if not parts.scheme:
+        raise ValueError(f"{option} '{uri}' is not a libvirt URI (expected e.g. xen:///system)")
+    driver, _plus, transport = parts.scheme.partition("+")
+    return parts, driver, transport
+
+
+def _host_for_uri(host):
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def build_destination_uri(uri, destination):
+    """Destination libvirt URI: the source ``uri`` with its host replaced by ``destination``.
+
+    The driver, path and query are kept. A remote source URI keeps its transport and user
+    (``qemu+tcp://a/system`` -> ``qemu+tcp://<destination>/system``); a local one
+    (``xen:///system``, ``qemu+unix:///system``) gets ``+ssh``, libvirt's usual remote transport
+    (``xen:///system`` -> ``xen+ssh://<destination>/system``).
+    """
+    if not destination:
+        raise ValueError("destination must be a host name, got an empty value")
+    parts, driver, transport = _split_scheme(uri, "uri")
+    if not parts.hostname or transport == "unix":
+        transport = "ssh"
+    scheme = f"{driver}+{transport}" if transport else driver
+    netloc = _host_for_uri(destination)
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    if parts.port and parts.hostname:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def build_migrate_uri(migration_address):
+    """Migration data URI for ``migration_address``, or None to let libvirt choose.
+
+    QEMU and Xen's libxl driver both take ``tcp://host[:port]`` (libxl picks a port from
+    49152-49216 when none is given). A value that already has a scheme is used as given.
+    """
+    if not migration_address:
+        return None
+    if "://" in migration_address:
+        return migration_address
+    return f"tcp://{_host_for_uri(migration_address)}"
+
+
+def migrate_flags(live=True, peer_to_peer=True, tunnelled=False, persistent=True,
+                  undefine_source=True, copy_storage="none", unsafe=False):
+    """virDomainMigrateFlags for the given choices."""
+    chosen = (
+        (live, "VIR_MIGRATE_LIVE"),
+        (peer_to_peer, "VIR_MIGRATE_PEER2PEER"),
+        (tunnelled, "VIR_MIGRATE_TUNNELLED"),
+        (persistent, "VIR_MIGRATE_PERSIST_DEST"),
+        (undefine_source, "VIR_MIGRATE_UNDEFINE_SOURCE"),
+        (copy_storage == "all", "VIR_MIGRATE_NON_SHARED_DISK"),
+        (copy_storage == "incremental", "VIR_MIGRATE_NON_SHARED_INC"),
+        (unsafe, "VIR_MIGRATE_UNSAFE"),
+    )
+    flags = 0
+    for wanted, name in chosen:
+        if wanted:
+            flags |= getattr(libvirt, name)
+    return flags
+
+
+def migrate_params(migrate_uri=None, bandwidth_mib=None):
+    """Typed parameters for virDomainMigrateToURI3 / virDomainMigrate3."""
+    params = {}
+    if migrate_uri:
+        params[libvirt.VIR_MIGRATE_PARAM_URI] = migrate_uri
+    if bandwidth_mib:
+        params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = bandwidth_mib
+    return params
+
+
+# jobStats key -> returned key. Times are milliseconds, sizes bytes, rates bytes/s.
+_JOB_FIELDS = (
+    ("time_elapsed", "time_elapsed_ms"),
+    ("downtime", "downtime_ms"),
+    ("setup_time", "setup_time_ms"),
+    ("data_total", "data_total_bytes"),
+    ("data_processed", "data_processed_bytes"),
+    ("data_remaining", "data_remaining_bytes"),
+    ("memory_total", "memory_total_bytes"),
+    ("memory_processed", "memory_processed_bytes"),
+    ("memory_bps", "memory_bps"),
+    ("memory_iteration", "memory_iterations"),
+    ("disk_total", "disk_total_bytes"),
+    ("disk_processed", "disk_processed_bytes"),
+    ("disk_bps", "disk_bps"),
+)
+
+
+def completed_job_stats(domain):
+    """Statistics of the domain's last completed job (a migration), or {} if libvirt has none."""
+    try:
+        stats = domain.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    except LibvirtError:
+        return {}
+    return {out: stats[key] for key, out in _JOB_FIELDS if key in stats}

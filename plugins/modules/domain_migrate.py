@@ -1,0 +1,498 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: domain_migrate
+short_description: Live-migrate one libvirt domain to another hypervisor, safely
+version_added: 0.1.0
+description:
+  - Migrates one domain, found by O(name) or O(uuid), from the hypervisor it runs on (O(uri)) to
+    O(destination), then checks that it runs there and no longer runs on the source.
+  - Runs on the B(source) hypervisor; playbooks C(delegate_to) it.
+  - A domain that is not running on the source but is running on the destination is left alone
+    (RV(ignore:changed=false)), so repeating a migration is a no-op.
+  - If the migration fails, libvirt keeps the domain running on the source. The module fails with a
+    message naming the cause (destination unreachable, not enough memory, unsafe storage, timeout, ...)
+    and reports the domain's state on the source in RV(domain_state_after).
+  - After a successful migration the record C({time, vm, uuid, source, destination}) is appended to the
+    source's state file (O(state_path)), where M(xen.drs.hypervisor_info) reads it.
+author:
+  - xen.drs contributors
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Looks the domain up on the source and opens a read-only connection to O(destination_uri) to
+        prove that it is reachable, then reports what would happen with RV(ignore:changed=true).
+        Nothing is migrated or written.
+  diff_mode:
+    support: full
+    details: The domain's host before and after.
+options:
+  name:
+    description: Name of the domain to migrate. Mutually exclusive with O(uuid).
+    type: str
+  uuid:
+    description: UUID of the domain to migrate. Mutually exclusive with O(name).
+    type: str
+  uri:
+    description:
+      - libvirt URI of the source hypervisor, as seen from where the module runs. Always used as given.
+    type: str
+    default: xen:///system
+  source:
+    description:
+      - Name of the source host as the cluster knows it, for the migration record.
+      - Defaults to the hostname libvirt reports for O(uri).
+    type: str
+  destination:
+    description:
+      - Name of the destination host as the cluster knows it, for the record and the default O(destination_uri).
+    type: str
+    required: true
+  destination_uri:
+    description:
+      - libvirt URI of the destination, as the source sees it.
+      - >-
+        Default: O(uri) with its host replaced by O(destination). The driver, path and query of O(uri) are kept.
+        A remote O(uri) keeps its transport and user. A local one gets C(+ssh).
+        So V(xen:///system) becomes C(xen+ssh://DESTINATION/system), and V(qemu+tcp://hv1/system)
+        becomes C(qemu+tcp://DESTINATION/system).
+    type: str
+  migration_address:
+    description:
+      - Address of the destination on the dedicated migration network.
+        The memory stream goes there instead of to the address of O(destination_uri).
+        This replaces the CSV C(host_mapping) of older tools.
+      - Becomes the migration URI C(tcp://ADDRESS). QEMU and Xen's libxl driver both take that form;
+        libxl picks a port in 49152-49216 unless one is given (C(ADDRESS:PORT)). A value that already
+        contains C(://) is passed to libvirt unchanged.
+      - Not used with O(tunnelled=true), where the data travels inside the libvirt connection.
+    type: str
+  live:
+    description:
+      - Live migration. The domain keeps running while its memory is copied.
+      - V(false) pauses the domain for the whole copy (shorter total time, longer downtime).
+    type: bool
+    default: true
+  peer_to_peer:
+    description:
+      - The source libvirtd connects to O(destination_uri) itself (C(VIR_MIGRATE_PEER2PEER)).
+      - V(false) is client-managed migration. The module connects to both hosts and drives the migration.
+    type: bool
+    default: true
+  tunnelled:
+    description: Send the migration data through the libvirt connection. Requires O(peer_to_peer=true).
+    type: bool
+    default: false
+  persistent:
+    description: Define the domain persistently on the destination.
+    type: bool
+    default: true
+  undefine_source:
+    description: Remove the domain's definition from the source after a successful migration.
+    type: bool
+    default: true
+  bandwidth_mib:
+    description: Bandwidth limit for the migration, in MiB/s. Unlimited when omitted.
+    type: int
+  max_downtime_ms:
+    description:
+      - Maximum tolerable downtime at the switch-over, in milliseconds, set on the domain before migrating.
+      - Not every driver supports it (Xen's libxl driver does not). The module then fails before migrating.
+    type: int
+  timeout:
+    description:
+      - Seconds after which the migration job is aborted (C(virDomainAbortJob)). The domain then keeps running on the source.
+    type: int
+    default: 300
+  copy_storage:
+    description:
+      - Copy non-shared disks to the destination. V(all) copies whole disks, V(incremental) copies
+        only what is not in a shared backing image. The destination must already have the target volumes or pool.
+      - Keep V(none) for shared storage such as iSCSI.
+    type: str
+    choices: [none, all, incremental]
+    default: none
+  unsafe:
+    description:
+      - Migrate even if libvirt considers it unsafe (for example disks with a cache mode that is not safe on
+        shared storage). Only for storage you know to be shared and coherent.
+    type: bool
+    default: false
+  state_path:
+    description: The source's state file, where the migration record is appended.
+    type: path
+    default: /var/lib/xen-drs/state.json
+requirements:
+  - libvirt-python (the C(libvirt) Python module) on the source host
+notes:
+  - This module writes the record to the B(source's) state file only. Run M(xen.drs.migration_record)
+    delegated to the destination with RV(record) afterwards so that both hosts' state hold it
+    (see the examples).
+  - The module verifies the outcome by domain UUID on both hosts, so the destination must be reachable from the
+    source at O(destination_uri) also with O(peer_to_peer=true).
+  - Migration statistics come from libvirt's completed-job statistics. Drivers that keep none return an empty RV(job).
+seealso:
+  - module: xen.drs.hypervisor_info
+  - module: xen.drs.migration_record
+  - name: libvirt migration guide
+    description: Transports, peer-to-peer and tunnelled migration, migration URIs.
+    link: https://libvirt.org/migration.html
+"""
+
+EXAMPLES = r"""
+- name: Live-migrate web1 from hv1 to hv2 over the migration network
+  xen.drs.domain_migrate:
+    name: web1
+    source: hv1
+    destination: hv2
+    migration_address: 10.10.0.2
+    timeout: 120
+  delegate_to: hv1
+  register: moved
+
+- name: Record the migration on the destination too
+  xen.drs.migration_record:
+    time: "{{ moved.record.time }}"
+    vm: "{{ moved.record.vm }}"
+    uuid: "{{ moved.record.uuid }}"
+    source: "{{ moved.record.source }}"
+    destination: "{{ moved.record.destination }}"
+  delegate_to: hv2
+  when: moved is changed
+
+- name: QEMU pool reached over TCP, with a bandwidth cap and a downtime target
+  xen.drs.domain_migrate:
+    uuid: 4dea22b3-1d52-d8f3-2516-782e98ab3fa0
+    uri: qemu:///system
+    destination: hv3
+    destination_uri: qemu+tcp://hv3.example.com/system
+    bandwidth_mib: 500
+    max_downtime_ms: 300
+  delegate_to: hv1
+"""
+
+RETURN = r"""
+domain:
+  description: The migrated domain.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Domain name.
+      type: str
+      sample: web1
+    uuid:
+      description: Domain UUID.
+      type: str
+      sample: 4dea22b3-1d52-d8f3-2516-782e98ab3fa0
+source:
+  description: Source host name.
+  returned: always
+  type: str
+  sample: hv1
+destination:
+  description: Destination host name.
+  returned: always
+  type: str
+  sample: hv2
+destination_uri:
+  description: libvirt URI of the destination that was used.
+  returned: always
+  type: str
+  sample: xen+ssh://hv2/system
+migrate_uri:
+  description: Migration data URI, or null when libvirt chose it.
+  returned: always
+  type: str
+  sample: tcp://10.10.0.2
+job:
+  description: libvirt's statistics of the completed migration job (keys present when the driver reports them).
+  returned: when a migration ran
+  type: dict
+  contains:
+    time_elapsed_ms:
+      description: Duration of the migration.
+      type: int
+      sample: 2104
+    downtime_ms:
+      description: Time the domain was paused at the switch-over.
+      type: int
+      sample: 48
+    data_total_bytes:
+      description: Bytes to transfer.
+      type: int
+      sample: 136314880
+    data_processed_bytes:
+      description: Bytes transferred.
+      type: int
+      sample: 140509184
+    memory_bps:
+      description: Memory transfer rate, bytes per second.
+      type: int
+      sample: 125829120
+  sample: {time_elapsed_ms: 2104, downtime_ms: 48, data_total_bytes: 136314880, data_processed_bytes: 140509184}
+elapsed_seconds:
+  description: Wall-clock time of the migration call as measured by the module.
+  returned: when a migration ran
+  type: float
+  sample: 2.31
+verified:
+  description: The domain runs on the destination and not on the source (checked by UUID).
+  returned: when a migration ran
+  type: bool
+  sample: true
+record:
+  description: The migration record written to the source's state file; pass it to M(xen.drs.migration_record) on the destination.
+  returned: when a migration ran
+  type: dict
+  sample: {time: 1764000000.123, vm: web1, uuid: 4dea22b3-1d52-d8f3-2516-782e98ab3fa0, source: hv1, destination: hv2}
+domain_state_after:
+  description: State of the domain on the source after a failed migration (normally V(running)).
+  returned: failure
+  type: str
+  sample: running
+"""
+
+import threading
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.xen.drs.plugins.module_utils._libvirt import (
+    HAS_LIBVIRT,
+    LIBVIRT_IMPORT_ERROR,
+    LibvirtConnectionError,
+    LibvirtError,
+    build_destination_uri,
+    build_migrate_uri,
+    completed_job_stats,
+    connect,
+    describe_error,
+    domain_state,
+    find_domain,
+    migrate_flags,
+    migrate_params,
+)
+from ansible_collections.xen.drs.plugins.module_utils._state import add_migration, load_state, save_state
+
+
+class MigrationFailed(Exception):
+    """A migration that did not happen or could not be verified; ``result`` goes into fail_json."""
+
+    def __init__(self, msg, **result):
+        super().__init__(msg)
+        self.result = result
+
+
+def check_options(params):
+    for option in ("bandwidth_mib", "max_downtime_ms", "timeout"):
+        if params[option] is not None and params[option] <= 0:
+            raise ValueError(f"{option} must be greater than 0, got {params[option]}")
+    if params["tunnelled"] and not params["peer_to_peer"]:
+        raise ValueError("tunnelled=true requires peer_to_peer=true")
+    if params["tunnelled"] and params["migration_address"]:
+        raise ValueError(f"migration_address ({params['migration_address']}) cannot be used with tunnelled=true: "
+                         "tunnelled data travels inside the libvirt connection")
+
+
+def describe(params):
+    return f"domain '{params['name']}'" if params["name"] else f"domain with UUID {params['uuid']}"
+
+
+def source_state(conn, uuid):
+    """The domain's state on the source now ('undefined' if it is gone)."""
+    domain = find_domain(conn, uuid=uuid)
+    return domain_state(domain) if domain is not None else "undefined"
+
+
+class Migration:
+    """One migration of one domain, from the connection ``src`` to ``destination_uri``."""
+
+    def __init__(self, module, src):
+        self.module = module
+        self.params = module.params
+        self.src = src
+        self.source = self.params["source"] or src.getHostname()
+        self.destination_uri = (self.params["destination_uri"]
+                                or build_destination_uri(self.params["uri"], self.params["destination"]))
+        self.migrate_uri = build_migrate_uri(self.params["migration_address"])
+
+    def base_result(self, name, uuid):
+        return dict(domain=dict(name=name, uuid=uuid), source=self.source,
+                    destination=self.params["destination"], destination_uri=self.destination_uri,
+                    migrate_uri=self.migrate_uri)
+
+    def diff(self):
+        return dict(before=dict(host=self.source), after=dict(host=self.params["destination"]))
+
+    def run(self):
+        domain = find_domain(self.src, name=self.params["name"], uuid=self.params["uuid"])
+        if domain is None or not domain.isActive():
+            return self.already_moved(domain)
+        name, uuid = domain.name(), domain.UUIDString()
+        result = self.base_result(name, uuid)
+        # Read-only is enough to prove the destination answers, and is all check mode may do.
+        try:
+            connect(self.destination_uri, readonly=True).close()
+        except LibvirtConnectionError as err:
+            raise MigrationFailed(f"destination {self.params['destination']} is unreachable, {name} stays on "
+                                  f"{self.source}: {err}", domain_state_after=domain_state(domain),
+                                  **result) from err
+        if self.module.check_mode:
+            return dict(result, changed=True, diff=self.diff(),
+                        msg=f"would migrate {name} from {self.source} to {self.params['destination']}")
+        elapsed = self.migrate(domain, name, uuid)
+        job = self.verify(name, uuid)
+        record = dict(time=round(time.time(), 3), vm=name, uuid=uuid, source=self.source,
+                      destination=self.params["destination"])
+        self.save_record(record)
+        return dict(result, changed=True, diff=self.diff(), job=job, elapsed_seconds=round(elapsed, 3),
+                    verified=True, record=record)
+
+    def already_moved(self, domain):
+        """changed=false if the domain already runs on the destination, else a failure saying where it is."""
+        uuid = domain.UUIDString() if domain is not None else self.params["uuid"]
+        dst = connect(self.destination_uri, readonly=True)
+        try:
+            there = find_domain(dst, name=self.params["name"], uuid=uuid)
+            if there is not None and there.isActive():
+                return dict(self.base_result(there.name(), there.UUIDString()), changed=False,
+                            msg=f"already running on {self.params['destination']}")
+        finally:
+            dst.close()
+        where = f"is {domain_state(domain)}" if domain is not None else "is not defined"
+        raise MigrationFailed(f"{describe(self.params)} {where} on {self.source} ({self.params['uri']}) "
+                              f"and is not running on {self.params['destination']} ({self.destination_uri})",
+                              **self.base_result(self.params["name"], uuid))
+
+    def migrate(self, domain, name, uuid):
+        """Run the migration, aborting it after ``timeout`` seconds; returns the seconds it took."""
+        params = self.params
+        flags = migrate_flags(live=params["live"], peer_to_peer=params["peer_to_peer"],
+                              tunnelled=params["tunnelled"], persistent=params["persistent"],
+                              undefine_source=params["undefine_source"],
+                              copy_storage=params["copy_storage"], unsafe=params["unsafe"])
+        typed = migrate_params(self.migrate_uri, params["bandwidth_mib"])
+        dconn = None if params["peer_to_peer"] else connect(self.destination_uri)
+        timed_out = threading.Event()
+
+        def abort():
+            timed_out.set()
+            try:
+                domain.abortJob()
+            except LibvirtError:
+                pass  # the job ended on its own at the same moment; the migrate call reports how
+
+        timer = threading.Timer(params["timeout"], abort)
+        timer.daemon = True
+        started = time.monotonic()
+        try:
+            if params["max_downtime_ms"]:
+                domain.migrateSetMaxDowntime(params["max_downtime_ms"], 0)
+            timer.start()
+            if dconn is None:
+                domain.migrateToURI3(self.destination_uri, typed, flags)
+            else:
+                domain.migrate3(dconn, typed, flags)
+        except LibvirtError as err:
+            cause = (f"timed out after {params['timeout']} s and the migration job was aborted"
+                     if timed_out.is_set() else describe_error(err))
+            raise MigrationFailed(
+                f"migrating {name} from {self.source} to {params['destination']} ({self.destination_uri}) "
+                f"failed: {cause}",
+                domain_state_after=source_state(self.src, uuid), **self.base_result(name, uuid)) from err
+        finally:
+            timer.cancel()
+            if dconn is not None:
+                dconn.close()
+        return time.monotonic() - started
+
+    def verify(self, name, uuid):
+        """Check by UUID that the domain runs on the destination only; returns the job statistics."""
+        dst = connect(self.destination_uri, readonly=True)
+        try:
+            there = find_domain(dst, uuid=uuid)
+            here = find_domain(self.src, uuid=uuid)
+            on_destination = there is not None and there.isActive()
+            on_source = here is not None and here.isActive()
+            if not on_destination or on_source:
+                raise MigrationFailed(
+                    f"libvirt reported success, but {name} is "
+                    f"{'running' if on_source else 'not running'} on {self.source} and "
+                    f"{'running' if on_destination else 'not running'} on {self.params['destination']}",
+                    verified=False, domain_state_after=source_state(self.src, uuid),
+                    **self.base_result(name, uuid))
+            return completed_job_stats(there) or (completed_job_stats(here) if here is not None else {})
+        finally:
+            dst.close()
+
+    def save_record(self, record):
+        path = self.params["state_path"]
+        state, warning = load_state(path)
+        if warning:
+            self.module.warn(warning)
+        state, _new = add_migration(state, record)
+        try:
+            save_state(path, state)
+        except OSError as err:
+            self.module.warn(f"migration done, but it could not be recorded in {path}: {err}")
+
+
+def run(module):
+    """The module's result; raises ValueError, LibvirtConnectionError, LibvirtError or MigrationFailed."""
+    check_options(module.params)
+    src = connect(module, readonly=module.check_mode)
+    try:
+        return Migration(module, src).run()
+    finally:
+        src.close()
+
+
+def get_argument_spec():
+    return dict(
+        name=dict(type="str"),
+        uuid=dict(type="str"),
+        uri=dict(type="str", default="xen:///system"),
+        source=dict(type="str"),
+        destination=dict(type="str", required=True),
+        destination_uri=dict(type="str"),
+        migration_address=dict(type="str"),
+        live=dict(type="bool", default=True),
+        peer_to_peer=dict(type="bool", default=True),
+        tunnelled=dict(type="bool", default=False),
+        persistent=dict(type="bool", default=True),
+        undefine_source=dict(type="bool", default=True),
+        bandwidth_mib=dict(type="int"),
+        max_downtime_ms=dict(type="int"),
+        timeout=dict(type="int", default=300),
+        copy_storage=dict(type="str", choices=["none", "all", "incremental"], default="none"),
+        unsafe=dict(type="bool", default=False),
+        state_path=dict(type="path", default="/var/lib/xen-drs/state.json"),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=get_argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=[("name", "uuid")], required_one_of=[("name", "uuid")])
+    if not HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
+    try:
+        result = run(module)
+    except MigrationFailed as err:
+        module.fail_json(msg=str(err), **err.result)
+    except (ValueError, LibvirtConnectionError) as err:
+        module.fail_json(msg=str(err))
+    except LibvirtError as err:
+        module.fail_json(msg=f"libvirt at '{module.params['uri']}': {describe_error(err)}")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
