@@ -1,0 +1,154 @@
+"""Exact minimum number of migrations for small clusters, as a mixed-integer program (HiGHS).
+
+Variables: x[d,h] = 1 if domain d migrates to host h (only movable domains, only hosts the static
+rules allow: not its own, not in maintenance, pin respected, fits alone in memory); y[h] = 1 if
+host h receives anything; z[s] = 1 if overloaded host s is allowed to stay overloaded.
+Constraints, the same rules xen.drs and the baselines obey (rules.py):
+  - each domain moves at most once;
+  - every host that is overloaded now ends at or under ``load_threshold``, unless z[s] = 1;
+  - every host that receives a domain ends at or under ``max_load_candidate``;
+  - memory taken in by a host fits in its free memory minus ``memory_reserve_mb``;
+  - no two members of an anti-affinity group end on the same host;
+  - a receiving host holds at most ``max_vm_per_host`` domains.
+Objective: minimise migrations + W * (hosts left overloaded), W larger than any migration count,
+i.e. first clear as many overloaded hosts as possible, then use as few migrations as possible.
+Any domain may move, not only those on overloaded hosts, so chains count: this is the true minimum
+under the shared rules, a lower bound for any planner that obeys them.
+"""
+import os
+
+import highspy
+import numpy as np
+
+from rules import Placement
+
+
+def _quiet_highs():
+    """A Highs instance that prints nothing (the banner goes to fd 1 before options apply)."""
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        highs = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+    highs.setOptionValue("output_flag", False)
+    return highs
+
+
+def minimum_migrations(cluster, policy, time_limit=20.0):
+    """Solve; returns ``{migrations, overloaded, status, bound}``.
+
+    ``migrations`` is the optimal plan (list of ``{vm, source, destination}``), ``overloaded`` the
+    hosts it leaves overloaded, ``status`` "optimal" or the HiGHS status when the time limit hit
+    (then the plan is the best found and ``bound`` the proven lower bound on the objective).
+    """
+    placement = Placement(cluster, policy)
+    pol = placement.policy
+    threshold, candidate_max = pol["load_threshold"], pol["max_load_candidate"]
+    hosts = list(placement.hosts)
+    cores = {h: placement.hosts[h]["cpus"] for h in hosts}
+    movable = sorted(vm for vm in placement.domains if placement.why_not_movable(vm) is None)
+    home = placement.location
+    cpu = {vm: placement.domains[vm]["cpu"] for vm in placement.domains}
+    mem = {vm: placement.domains[vm]["memory_mb"] for vm in placement.domains}
+    overloaded = [h for h in hosts if h not in placement.maintenance and placement.load(h) > threshold]
+
+    columns = []  # (kind, key) per variable, in index order
+    x = {}
+    for vm in movable:
+        for dest in hosts:
+            if dest == home[vm] or dest in placement.maintenance:
+                continue
+            if vm in placement.pins and dest not in placement.pins[vm]:
+                continue
+            if mem[vm] > placement.free_mb(dest):
+                continue
+            x[vm, dest] = len(columns)
+            columns.append(("x", (vm, dest)))
+    y = {}
+    for dest in hosts:
+        y[dest] = len(columns)
+        columns.append(("y", dest))
+    z = {}
+    for host in overloaded:
+        z[host] = len(columns)
+        columns.append(("z", host))
+
+    highs = _quiet_highs()
+    highs.setOptionValue("time_limit", float(time_limit))
+    highs.setOptionValue("mip_rel_gap", 0.0)
+    count = len(columns)
+    highs.addVars(count, np.zeros(count), np.ones(count))
+    highs.changeColsIntegrality(count, np.arange(count, dtype=np.int32), np.ones(count, dtype=np.uint8))
+    weight = len(x) + 1
+    cost = np.array([1.0 if kind == "x" else (weight if kind == "z" else 0.0) for kind, _ in columns])
+    highs.changeColsCost(count, np.arange(count, dtype=np.int32), cost)
+
+    def row(lower, upper, terms):
+        if terms:
+            highs.addRow(lower, upper, len(terms), np.array([i for i, _ in terms], dtype=np.int32),
+                         np.array([v for _, v in terms], dtype=np.float64))
+
+    outgoing = {}  # vm -> its x columns
+    incoming = {h: [] for h in hosts}  # host -> (vm, column)
+    for (vm, dest), col in x.items():
+        outgoing.setdefault(vm, []).append(col)
+        incoming[dest].append((vm, col))
+    inf = highspy.kHighsInf
+
+    for vm, cols in outgoing.items():
+        row(-inf, 1, [(c, 1.0) for c in cols])
+    for dest, pairs in incoming.items():
+        for _, col in pairs:
+            row(-inf, 0, [(col, 1.0), (y[dest], -1.0)])
+
+    for host in hosts:
+        # Load after = load now - leaving + arriving, as a linear expression in cores.
+        now_cores = placement.cpu_used[host]
+        terms = [(col, -cpu[vm]) for vm in placement.members[host] for col in outgoing.get(vm, ())]
+        terms += [(col, cpu[vm]) for vm, col in incoming[host]]
+        if host in z:
+            big = now_cores
+            row(-inf, threshold * cores[host] - now_cores, terms + [(z[host], -big)])
+        if incoming[host]:
+            big = now_cores + sum(cpu[vm] for vm, _ in incoming[host])
+            row(-inf, candidate_max * cores[host] - now_cores + big, terms + [(y[host], big)])
+            row(-inf, max(0.0, placement.free_mb(host)), [(col, float(mem[vm])) for vm, col in incoming[host]])
+            limit = pol["max_vm_per_host"]
+            if limit is not None:
+                big_n = len(incoming[host]) + placement.count[host]
+                count_terms = [(col, -1.0) for vm in placement.members[host] for col in outgoing.get(vm, ())]
+                count_terms += [(col, 1.0) for _, col in incoming[host]] + [(y[host], big_n)]
+                row(-inf, limit - placement.count[host] + big_n, count_terms)
+
+    for group in pol["anti_affinity"]:
+        members = [vm for vm in group if vm in placement.domains]
+        for host in hosts:
+            constant = 0
+            terms = []
+            for vm in members:
+                if home[vm] == host:
+                    constant += 1  # stays unless it leaves
+                    terms += [(col, -1.0) for col in outgoing.get(vm, ())]
+                elif (vm, host) in x:
+                    terms.append((x[vm, host], 1.0))
+            if terms and constant + sum(1 for _, v in terms if v > 0) > 1:
+                row(-inf, 1 - constant, terms)
+
+    highs.run()
+    status = highs.modelStatusToString(highs.getModelStatus())
+    info = highs.getInfo()
+    values = highs.getSolution().col_value
+    if info.primal_solution_status != 2 or len(values) != count:  # 2: a feasible solution exists
+        return {"migrations": None, "overloaded": None, "status": status, "bound": None}
+    plan = [{"vm": vm, "source": home[vm], "destination": dest}
+            for (vm, dest), col in sorted(x.items(), key=lambda item: item[1]) if values[col] > 0.5]
+    return {
+        "migrations": plan,
+        "overloaded": sum(1 for host in overloaded if values[z[host]] > 0.5),
+        "status": "optimal" if status == "Optimal" else status,
+        "bound": info.mip_dual_bound,
+    }
