@@ -125,9 +125,9 @@ class _Planner:
         self.placement = {d.name: h.name for h in hosts for d in h.running}
         # Destinations by load; hosts above max_load_candidate are cut off with one bisect.
         self.index = sorted((s.load, s.name) for s in self.states.values() if not s.maintenance)
+        self.max_cpus = max((s.cpus for s in self.states.values()), default=1)
         self.migrations = []
         self.moved = set()
-        self.no_destination = {}  # domain name -> latest "no destination" reason
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -145,7 +145,6 @@ class _Planner:
         self._reindex(dest, dest_before)
         self.placement[domain.name] = dest.name
         self.moved.add(domain.name)
-        self.no_destination.pop(domain.name, None)
         source.left.append(domain.name)
         dest.arrived.append(domain.name)
         self.migrations.append({
@@ -183,28 +182,48 @@ class _Planner:
     # ------------------------------------------------------------ destination search
 
     def best_destination(self, domain, source):
-        """The best allowed destination state, or None (the reason is kept in no_destination)."""
+        """The best destination every constraint allows, or None."""
+        return self._search(domain, source, explain=False)[0]
+
+    def why_no_destination(self, domain, source):
+        """Every host's reason for refusing the domain, summarised (for the skipped list)."""
+        return self._search(domain, source, explain=True)[1]
+
+    def _search(self, domain, source, explain):
         policy = self.policy
         limit = bisect_right(self.index, (policy.max_load_candidate, "\U0010ffff"))
+        need_mb = domain.memory_mb + policy.memory_reserve_mb
+        max_vm = policy.max_vm_per_host
+        # A host's load after the move is at least its load + cpu / (the most CPUs of any host),
+        # and the index is sorted by load: once that bound passes the best so far, stop looking.
+        least_increase = domain.cpu / self.max_cpus - 1e-9
         best_key, best = None, None
         rejected = []
         for load, name in self.index[:limit]:
-            if best_key is not None and load > best_key[0]:
-                break  # a destination's load only grows with the move: nothing further can win
+            if best_key is not None and load + least_increase > best_key[0]:
+                break
             if name == source.name:
                 continue
             dest = self.states[name]
-            move = _Move(domain, dest, dest.load_with(domain.cpu))
-            violation = first_violation(move, policy, self.placement)
+            approx_after = load + domain.cpu / dest.cpus
+            if not explain:
+                # Cheap pre-filter; it only drops hosts the constraint checks would surely reject.
+                if (approx_after > policy.max_load_candidate + 1e-9 or dest.free_mb < need_mb
+                        or (max_vm is not None and dest.running >= max_vm)):
+                    continue
+                key = (approx_after, -dest.free_mb, name)
+                if best_key is not None and key >= best_key:
+                    continue
+            violation = first_violation(_Move(domain, dest, dest.load_with(domain.cpu)), policy, self.placement)
             if violation is not None:
                 rejected.append(violation)
                 continue
-            key = (move.dest_load_after, -dest.free_mb, name)
+            key = (approx_after, -dest.free_mb, name)
             if best_key is None or key < best_key:
                 best_key, best = key, dest
-        if best is None:
-            self.no_destination[domain.name] = self._explain(rejected, limit, source)
-        return best
+        if best is not None:
+            return best, None
+        return None, self._explain(rejected, limit, source)
 
     def _explain(self, rejected, limit, source):
         by_rule = {}
@@ -367,8 +386,7 @@ class _Planner:
                 if reason is None and self.budget <= 0:
                     reason = f"max_migrations {self.policy.max_migrations} reached"
                 if reason is None:
-                    self.best_destination(domain, state)  # explain against the final predicted state
-                    reason = self.no_destination.get(domain.name, "no destination")
+                    reason = self.why_no_destination(domain, state)  # against the final predicted state
                 skipped.append({"vm": domain.name, "uuid": domain.uuid, "host": host.name, "reason": reason})
         return skipped
 

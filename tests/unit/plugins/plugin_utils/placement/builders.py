@@ -1,0 +1,116 @@
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Small builders for cluster inputs, shared by the placement tests, plus an independent oracle.
+
+The oracle (check_plan, measure) re-implements the rules from the spec in the plainest way, so the
+property tests do not trust the planner's own bookkeeping.
+"""
+
+import copy
+import math
+
+NOW = 1_700_000_000
+
+
+def domain(name, cpu, memory_mb=1024, state="running", **extra):
+    return {"name": name, "uuid": f"uuid-{name}", "vcpus": 2, "memory_mb": memory_mb, "cpu": cpu,
+            "state": state, **extra}
+
+
+def samples(load, minutes, interval=5, now=NOW):
+    """One sample every `interval` minutes over the last `minutes` minutes, all at `load`."""
+    count = int(round(minutes / interval))
+    return [[now - (count - i) * interval * 60, load] for i in range(count + 1)]
+
+
+def host(name, domains=(), cpus=8, memory_free_mb=32768, over_for=30, load=None, **extra):
+    """A host whose samples say it has run at its domains' load for `over_for` minutes."""
+    running = [d["cpu"] for d in domains if d["state"] == "running"]
+    if load is None:
+        load = sum(running) / cpus
+    entry = {"name": name, "cpus": cpus, "memory_mb": 65536, "memory_free_mb": memory_free_mb,
+             "samples": samples(load, over_for), "domains": list(domains)}
+    entry.update(extra)
+    return entry
+
+
+def apply_plan(cluster, result, now=NOW):
+    """The cluster as the plan predicts it: domains moved, memory from the plan, migration stamped."""
+    predicted = copy.deepcopy(cluster)
+    by_name = {h["name"]: h for h in predicted}
+    for move in result["migrations"]:
+        source, dest = by_name[move["source"]], by_name[move["destination"]]
+        moving = next(d for d in source["domains"] if d["name"] == move["vm"] and d["state"] == "running")
+        source["domains"].remove(moving)
+        moving["last_migration"] = {"time": now, "source": source["name"], "destination": dest["name"]}
+        dest["domains"].append(moving)
+    for entry in result["hosts"]:
+        by_name[entry["name"]]["memory_free_mb"] = entry["predicted_memory_free_mb"]
+    return predicted
+
+
+# ------------------------------------------------------------------ independent oracle
+
+DEFAULTS = {"load_threshold": 0.75, "max_load_candidate": 0.65, "max_vm_per_host": None, "max_migrations": 5,
+            "cooldown": 60, "memory_reserve_mb": 512, "anti_affinity": [], "pin": {}, "exclude": [],
+            "maintenance": []}
+
+
+def _loads(hosts):
+    return {name: math.fsum(d["cpu"] for d in h["running"]) / h["cpus"] for name, h in hosts.items()}
+
+
+def _state(cluster, policy):
+    maintenance = set(policy.get("maintenance") or [])
+    return {h["name"]: {"cpus": h["cpus"], "free": h["memory_free_mb"],
+                        "maintenance": bool(h.get("maintenance")) or h["name"] in maintenance,
+                        "running": [d for d in h["domains"] if d["state"] == "running"]}
+            for h in cluster}
+
+
+def measure(hosts, threshold):
+    loads = _loads(hosts)
+    on_maintenance = sum(len(h["running"]) for h in hosts.values() if h["maintenance"])
+    return (on_maintenance,
+            math.fsum(max(0.0, load - threshold) for load in loads.values()),
+            max(loads.values(), default=0.0),
+            math.fsum(load * load for load in loads.values()))
+
+
+def check_plan(cluster, policy, result, now=NOW):
+    """Assert that every migration is allowed, in order, and strictly improves the measure."""
+    pol = {**DEFAULTS, **policy}
+    hosts = _state(cluster, pol)
+    overloaded = {h["name"] for h in result["hosts"] if h["overloaded"]}
+    assert len(result["migrations"]) <= pol["max_migrations"]
+    moved = set()
+    for move in result["migrations"]:
+        name, source, dest = move["vm"], hosts[move["source"]], hosts[move["destination"]]
+        assert name not in moved, f"{name} moves twice"
+        moved.add(name)
+        assert move["source"] != move["destination"]
+        domain = next(d for d in source["running"] if d["name"] == name)
+        assert move["uuid"] == domain["uuid"]
+        assert source["maintenance"] or move["source"] in overloaded, f"{move['source']} sheds for no reason"
+        assert name not in pol["exclude"]
+        last = domain.get("last_migration")
+        if last and pol["cooldown"]:
+            assert (now - last["time"]) / 60 >= pol["cooldown"], f"{name} moved inside its cooldown"
+        assert not dest["maintenance"]
+        if name in pol["pin"]:
+            assert move["destination"] in pol["pin"][name]
+        assert dest["free"] >= domain["memory_mb"] + pol["memory_reserve_mb"], f"{name} does not fit in memory"
+        if pol["max_vm_per_host"] is not None:
+            assert len(dest["running"]) + 1 <= pol["max_vm_per_host"]
+        for group in pol["anti_affinity"]:
+            if name in group:
+                assert not {d["name"] for d in dest["running"]} & (set(group) - {name}), f"{name} anti-affinity"
+        before = measure(hosts, pol["load_threshold"])
+        source["running"].remove(domain)
+        source["free"] += domain["memory_mb"]
+        dest["running"].append(domain)
+        dest["free"] -= domain["memory_mb"]
+        dest_load = math.fsum(d["cpu"] for d in dest["running"]) / dest["cpus"]
+        assert dest_load <= pol["max_load_candidate"] + 1e-9, f"{move['destination']} over max_load_candidate"
+        assert measure(hosts, pol["load_threshold"]) < before, f"moving {name} does not improve the measure"
+    return hosts

@@ -1,0 +1,129 @@
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bad input is an error naming the host, the domain, the field and the value; defaults apply."""
+
+import copy
+import json
+
+import pytest
+
+from ansible_collections.xen.drs.plugins.plugin_utils.placement import DEFAULTS, PlacementError, plan
+from ansible_collections.xen.drs.tests.unit.plugins.plugin_utils.placement.builders import NOW, domain, host
+
+
+def cluster():
+    return [host("hv1", [domain("web1", 2.0), domain("db1", 1.0)]), host("hv2", [domain("app1", 1.0)])]
+
+
+def broken(change):
+    data = cluster()
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda c: c[0]["domains"][0].update(cpu="lots"), ["hv1", "web1", "'cpu'", "'lots'"]),
+    (lambda c: c[0]["domains"][0].pop("uuid"), ["hv1", "web1", "'uuid'", "missing"]),
+    (lambda c: c[0]["domains"][1].update(memory_mb=-5), ["hv1", "db1", "'memory_mb'", "-5"]),
+    (lambda c: c[0]["domains"][1].update(vcpus=1.5), ["hv1", "db1", "'vcpus'", "1.5"]),
+    (lambda c: c[0]["domains"][1].update(state=None), ["hv1", "db1", "'state'", "missing"]),
+    (lambda c: c[0]["domains"][1].update(cpu=True), ["hv1", "db1", "'cpu'", "True"]),
+    (lambda c: c[0]["domains"][1].update(cpu=float("nan")), ["hv1", "db1", "'cpu'", "nan"]),
+    (lambda c: c[0]["domains"][1].update(tags="web"), ["hv1", "db1", "'tags'", "'web'"]),
+    (lambda c: c[0]["domains"][1].update(last_migration={"source": "hv2"}), ["hv1", "db1", "'time'", "missing"]),
+    (lambda c: c[0]["domains"][1].update(last_migration={"time": "yesterday"}), ["hv1", "db1", "'time'", "'yesterday'"]),
+    (lambda c: c[0]["domains"][1].pop("name"), ["hv1", "domains[1]", "'name'", "missing"]),
+    (lambda c: c[0]["domains"].append("web9"), ["hv1", "domains[2]", "'web9'"]),
+    (lambda c: c[1].update(cpus=0), ["hv2", "'cpus'", "> 0", "0"]),
+    (lambda c: c[1].update(cpus="8"), ["hv2", "'cpus'", "'8'"]),
+    (lambda c: c[1].pop("memory_free_mb"), ["hv2", "'memory_free_mb'", "missing"]),
+    (lambda c: c[1].update(maintenance="yes"), ["hv2", "'maintenance'", "'yes'"]),
+    (lambda c: c[1].update(samples=[[NOW, 0.5, 3]]), ["hv2", "'samples'", "[1700000000, 0.5, 3]"]),
+    (lambda c: c[1].update(samples="0.5"), ["hv2", "'samples'", "'0.5'"]),
+    (lambda c: c[1].update(domains={"app1": {}}), ["hv2", "'domains'", "a list"]),
+    (lambda c: c[1].pop("name"), ["cluster[1]", "'name'", "missing"]),
+    (lambda c: c[1].update(name="hv1"), ["'hv1'", "'name'", "not unique"]),
+    (lambda c: c[1]["domains"].append(domain("web1", 0.5)), ["hv2", "web1", "'name'", "also running on 'hv1'"]),
+])
+def test_bad_cluster_input_names_host_domain_field_and_value(change, expected):
+    with pytest.raises(PlacementError) as error:
+        plan(broken(change), {"now": NOW})
+    for word in expected:
+        assert word in str(error.value)
+
+
+@pytest.mark.parametrize("policy, expected", [
+    ({"load_treshold": 0.8}, ["unknown key 'load_treshold'"]),
+    ({"load_threshold": 0}, ["'load_threshold'", "> 0", "0"]),
+    ({"load_threshold": 1.2}, ["'load_threshold'", "<= 1", "1.2"]),
+    ({"load_threshold": "high"}, ["'load_threshold'", "'high'"]),
+    ({"max_load_candidate": 0.8}, ["'max_load_candidate'", "load_threshold 0.75", "0.8"]),
+    ({"max_over": -1}, ["'max_over'", "-1"]),
+    ({"interval": 0}, ["'interval'", "0"]),
+    ({"max_migrations": 2.5}, ["'max_migrations'", "2.5"]),
+    ({"max_vm_per_host": 0}, ["'max_vm_per_host'", "0"]),
+    ({"cooldown": "1h"}, ["'cooldown'", "'1h'"]),
+    ({"memory_reserve_mb": -1}, ["'memory_reserve_mb'", "-1"]),
+    ({"anti_affinity": ["db1", "db2"]}, ["'anti_affinity'", "'db1'"]),
+    ({"anti_affinity": [["db1"]]}, ["'anti_affinity'", "at least 2", "['db1']"]),
+    ({"pin": ["web1"]}, ["'pin'", "['web1']"]),
+    ({"pin": {"web1": "hv2"}}, ["'pin.web1'", "'hv2'"]),
+    ({"exclude": "web1"}, ["'exclude'", "'web1'"]),
+    ({"maintenance": ["hv9"]}, ["'maintenance'", "'hv9'"]),
+    ({"now": "today"}, ["'now'", "'today'"]),
+])
+def test_bad_policy_names_key_and_value(policy, expected):
+    with pytest.raises(PlacementError) as error:
+        plan(cluster(), {"now": NOW, **policy})
+    for word in expected:
+        assert word in str(error.value)
+
+
+def test_cluster_and_policy_must_be_containers():
+    with pytest.raises(PlacementError, match="list of hosts"):
+        plan({"hv1": {}}, {"now": NOW})
+    with pytest.raises(PlacementError, match="policy must be a mapping"):
+        plan(cluster(), ["now"])
+
+
+def test_defaults_are_documented_values_and_reported():
+    assert DEFAULTS == {"load_threshold": 0.75, "max_over": 10, "max_load_candidate": 0.65,
+                        "max_vm_per_host": None, "max_migrations": 5, "cooldown": 60, "memory_reserve_mb": 512,
+                        "anti_affinity": [], "pin": {}, "exclude": [], "maintenance": [], "interval": 5,
+                        "now": None}
+    effective = plan(cluster(), {"now": NOW})["policy"]
+    assert effective == {**DEFAULTS, "now": NOW}
+
+
+def test_null_policy_values_mean_the_default():
+    nulls = {key: None for key in DEFAULTS if key != "now"}
+    assert plan(cluster(), {"now": NOW, **nulls})["policy"] == {**DEFAULTS, "now": NOW}
+
+
+def test_now_defaults_to_the_clock():
+    import time
+    before = time.time()
+    assert before <= plan(cluster())["policy"]["now"] <= time.time()
+
+
+def test_unknown_keys_in_the_cluster_are_ignored():
+    data = cluster()
+    data[0]["vendor"] = "acme"
+    data[0]["domains"][0]["owner"] = "team-a"
+    assert plan(data, {"now": NOW}) == plan(cluster(), {"now": NOW})
+
+
+def test_input_is_not_modified_and_output_is_plain_json():
+    data = cluster()
+    data[0] = host("hv1", [domain("web1", 4.0), domain("db1", 3.0)])
+    original = copy.deepcopy(data)
+    result = plan(data, {"now": NOW})
+    assert data == original
+    assert result["migrations"], "the scenario should move something"
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_unsorted_samples_are_read_oldest_first():
+    data = [host("hv1", [domain("web1", 4.0), domain("db1", 3.0)]), host("hv2")]
+    data[0]["samples"].reverse()
+    assert plan(data, {"now": NOW})["migrations"][0]["vm"] in ("web1", "db1")
