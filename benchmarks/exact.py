@@ -7,7 +7,8 @@ Constraints, the same rules xen.drs and the baselines obey (rules.py):
   - each domain moves at most once;
   - every host that is overloaded now ends at or under ``load_threshold``, unless z[s] = 1;
   - every host that receives a domain ends at or under ``max_load_candidate``;
-  - memory taken in by a host fits in its free memory minus ``memory_reserve_mb``;
+  - memory taken in by a receiving host, less memory leaving it, fits in its free memory minus
+    ``memory_reserve_mb`` (the plan runs in order, so departures can make room, as in xen.drs);
   - no two members of an anti-affinity group end on the same host;
   - a receiving host holds at most ``max_vm_per_host`` domains.
 Objective: minimise migrations + W * (hosts left overloaded), W larger than any migration count,
@@ -64,8 +65,8 @@ def minimum_migrations(cluster, policy, time_limit=20.0):
                 continue
             if vm in placement.pins and dest not in placement.pins[vm]:
                 continue
-            if mem[vm] > placement.free_mb(dest):
-                continue
+            if mem[vm] > placement.free_mb(dest) + sum(mem[other] for other in placement.members[dest]):
+                continue  # cannot fit even if everything else left
             x[vm, dest] = len(columns)
             columns.append(("x", (vm, dest)))
     y = {}
@@ -116,7 +117,10 @@ def minimum_migrations(cluster, policy, time_limit=20.0):
         if incoming[host]:
             big = now_cores + sum(cpu[vm] for vm, _ in incoming[host])
             row(-inf, candidate_max * cores[host] - now_cores + big, terms + [(y[host], big)])
-            row(-inf, max(0.0, placement.free_mb(host)), [(col, float(mem[vm])) for vm, col in incoming[host]])
+            leaving = [(col, -float(mem[vm])) for vm in placement.members[host] for col in outgoing.get(vm, ())]
+            big = max(0.0, -placement.free_mb(host)) + sum(mem[vm] for vm in placement.members[host])
+            row(-inf, placement.free_mb(host) + big,
+                [(col, float(mem[vm])) for vm, col in incoming[host]] + leaving + [(y[host], big)])
             limit = pol["max_vm_per_host"]
             if limit is not None:
                 big_n = len(incoming[host]) + placement.count[host]

@@ -48,9 +48,9 @@ def host_load(host):
 class Placement:
     """Where every running domain is while a plan is being built or replayed.
 
-    Memory: a destination must keep ``memory_reserve_mb`` free after taking in every migrated
-    domain; memory freed by domains leaving a host is not counted until the next gather, the
-    conservative reading (a live migration holds memory on both ends until it completes).
+    Memory: a destination must keep ``memory_reserve_mb`` free after the move, counting memory
+    taken in by earlier moves of the plan and memory freed by domains that left it earlier in the
+    plan (the xen.drs policy's reading: the plan is executed in order).
     """
 
     def __init__(self, cluster, policy=None):
@@ -60,13 +60,13 @@ class Placement:
         self.location = {}
         self.cpu_used = {}
         self.count = {}
-        self.incoming_mb = {}
+        self.taken_mb = {}  # memory taken in minus memory freed by the plan so far
         self.members = {}
         for host in cluster:
             name = host["name"]
             self.cpu_used[name] = 0.0
             self.count[name] = 0
-            self.incoming_mb[name] = 0
+            self.taken_mb[name] = 0
             self.members[name] = set()
             for dom in running(host):
                 self.domains[dom["name"]] = dom
@@ -96,7 +96,7 @@ class Placement:
 
     def free_mb(self, host):
         """Memory a migration may still use on ``host``, reserve already deducted."""
-        return self.hosts[host]["memory_free_mb"] - self.incoming_mb[host] - self.policy["memory_reserve_mb"]
+        return self.hosts[host]["memory_free_mb"] - self.taken_mb[host] - self.policy["memory_reserve_mb"]
 
     def why_not_movable(self, vm):
         """None if ``vm`` may migrate now, else the reason."""
@@ -143,7 +143,8 @@ class Placement:
         self.cpu_used[dest] += dom["cpu"]
         self.count[dest] += 1
         self.members[dest].add(vm)
-        self.incoming_mb[dest] += dom["memory_mb"]
+        self.taken_mb[source] -= dom["memory_mb"]
+        self.taken_mb[dest] += dom["memory_mb"]
         self.location[vm] = dest
         self.moved.append((vm, source, dest))
         self.moved_vms.add(vm)
