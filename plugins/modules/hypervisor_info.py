@@ -242,7 +242,7 @@ class Host:
     memory_free_mb: int
 
 
-def read_domain(domain, clock=time.monotonic_ns):
+def read_domain(domain, clock):
     """A Reading of ``domain``, or None for Xen's Domain-0 or a domain that vanished meanwhile."""
     try:
         if domain.ID() == XEN_CONTROL_DOMAIN_ID:
@@ -259,7 +259,7 @@ def read_domain(domain, clock=time.monotonic_ns):
         raise
 
 
-def read_domains(conn, clock=time.monotonic_ns):
+def read_domains(conn, clock):
     """uuid -> Reading for every domain defined on ``conn``."""
     readings = (read_domain(domain, clock) for domain in conn.listAllDomains(0))
     return {r.uuid: r for r in readings if r is not None}
@@ -296,8 +296,8 @@ def read_host(conn, name):
                 memory_free_mb=conn.getFreeMemory() // (1024 * 1024))
 
 
-def measure(conn, name, sample_seconds, sleep=time.sleep, clock=time.monotonic_ns):
-    """(Host, domains) measured over ``sample_seconds``."""
+def measure(conn, name, sample_seconds, sleep, clock):
+    """(Host, domains) measured over ``sample_seconds``; ``clock`` is a monotonic clock in ns."""
     host = read_host(conn, name)
     start = read_domains(conn, clock)
     sleep(sample_seconds)
@@ -313,13 +313,13 @@ def check_options(params):
         raise ValueError(f"history_minutes must be greater than 0, got {params['history_minutes']}")
 
 
-def gather(module, now=time.time):
+def gather(module):
     """The module's result; raises ValueError, LibvirtConnectionError or LibvirtError."""
     params = module.params
     check_options(params)
     conn = connect(module, readonly=True)
     try:
-        host, domains = measure(conn, params["name"], params["sample_seconds"])
+        host, domains = measure(conn, params["name"], params["sample_seconds"], time.sleep, time.monotonic_ns)
     finally:
         conn.close()
     if params["reserved_cpus"] >= host.cpus:
@@ -328,7 +328,7 @@ def gather(module, now=time.time):
     load = host_load(domains, host.cpus, params["reserved_cpus"])
 
     history_seconds = params["history_minutes"] * 60
-    taken = round(now(), 3)
+    taken = round(time.time(), 3)
     state, warning = load_state(params["state_path"])
     if warning:
         module.warn(warning)

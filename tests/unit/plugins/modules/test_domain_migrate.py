@@ -1,0 +1,240 @@
+"""domain_migrate against the fake libvirt: flags and URIs, check mode, idempotence, failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.xen.drs.plugins.modules import domain_migrate
+from ansible_collections.xen.drs.tests.unit.plugins.module_utils.fake_libvirt import (
+    PAUSED,
+    SHUTOFF,
+    FakeLibvirt,
+    libvirtError,
+)
+
+SRC = "qemu:///system"
+DST = "qemu+tcp://10.0.0.2/system"
+UUID = "11111111-2222-3333-4444-555555555555"
+
+
+@pytest.fixture
+def hosts(fake):
+    src = fake.add_host(SRC, "hv1")
+    dst = fake.add_host(DST, "hv2")
+    src.add_domain("web1", UUID, memory_mb=256, cores_used=0.4)
+    return src, dst
+
+
+def args(tmp_path, **extra):
+    base = dict(name="web1", uri=SRC, source="hv1", destination="hv2", destination_uri=DST,
+                state_path=str(tmp_path / "state.json"))
+    return dict(base, **extra)
+
+
+def names(conn):
+    return [(d.name(), d.isActive()) for d in conn.domains]
+
+
+def migrate_call(domain):
+    return next(call for call in domain.calls if call[0] in ("migrateToURI3", "migrate3"))
+
+
+def test_live_migration_moves_verifies_and_records(hosts, tmp_path, run_module):
+    src, dst = hosts
+    domain = src.domains[0]
+    result = run_module(domain_migrate, args(tmp_path, migration_address="10.1.0.2", bandwidth_mib=100))
+    assert not result.get("failed"), result
+    assert result["changed"] is True and result["verified"] is True
+    assert names(src) == [] and names(dst) == [("web1", True)]
+    name, uri, params, flags = migrate_call(domain)
+    fl = FakeLibvirt
+    assert (name, uri) == ("migrateToURI3", DST)
+    assert params == {"migrate_uri": "tcp://10.1.0.2", "bandwidth": 100}
+    assert flags == fl.VIR_MIGRATE_LIVE | fl.VIR_MIGRATE_PEER2PEER | fl.VIR_MIGRATE_PERSIST_DEST | fl.VIR_MIGRATE_UNDEFINE_SOURCE
+    assert result["domain"] == dict(name="web1", uuid=UUID)
+    assert result["migrate_uri"] == "tcp://10.1.0.2"
+    assert result["job"] == dict(time_elapsed_ms=2100, downtime_ms=40, data_total_bytes=140000000,
+                                 data_processed_bytes=141000000, memory_bps=120000000)
+    record = result["record"]
+    assert {k: record[k] for k in ("vm", "uuid", "source", "destination")} == dict(
+        vm="web1", uuid=UUID, source="hv1", destination="hv2")
+    assert json.loads((tmp_path / "state.json").read_text())["migrations"] == [record]
+
+
+def test_diff_shows_the_domains_host(hosts, tmp_path, run_module):
+    result = run_module(domain_migrate, args(tmp_path), diff=True)
+    assert result["diff"] == dict(before=dict(host="hv1"), after=dict(host="hv2"))
+
+
+def test_found_by_uuid(hosts, tmp_path, run_module):
+    result = run_module(domain_migrate, dict(args(tmp_path), name=None, uuid=UUID))
+    assert result["changed"] is True and result["domain"]["name"] == "web1"
+
+
+@pytest.mark.parametrize("options, expected_flags", [
+    (dict(live=False), ["PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE"]),
+    (dict(persistent=False, undefine_source=False), ["LIVE", "PEER2PEER"]),
+    (dict(tunnelled=True), ["LIVE", "PEER2PEER", "TUNNELLED", "PERSIST_DEST", "UNDEFINE_SOURCE"]),
+    (dict(copy_storage="all", unsafe=True),
+     ["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE", "NON_SHARED_DISK", "UNSAFE"]),
+    (dict(copy_storage="incremental"), ["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE", "NON_SHARED_INC"]),
+])
+def test_options_become_libvirt_flags(hosts, tmp_path, run_module, options, expected_flags):
+    domain = hosts[0].domains[0]
+    result = run_module(domain_migrate, args(tmp_path, **options))
+    assert result["changed"] is True, result
+    assert migrate_call(domain)[3] == sum(getattr(FakeLibvirt, "VIR_MIGRATE_" + f) for f in expected_flags)
+
+
+def test_undefine_source_false_leaves_a_stopped_definition(hosts, tmp_path, run_module):
+    src, dst = hosts
+    result = run_module(domain_migrate, args(tmp_path, undefine_source=False))
+    assert result["verified"] is True
+    assert names(src) == [("web1", False)] and names(dst) == [("web1", True)]
+
+
+def test_client_managed_migration_connects_to_the_destination(hosts, fake, tmp_path, run_module):
+    domain = hosts[0].domains[0]
+    result = run_module(domain_migrate, args(tmp_path, peer_to_peer=False))
+    assert result["changed"] is True
+    assert migrate_call(domain)[:2] == ("migrate3", DST)
+    assert (DST, False) in fake.opened
+
+
+def test_max_downtime_is_set_before_migrating(hosts, tmp_path, run_module):
+    domain = hosts[0].domains[0]
+    run_module(domain_migrate, args(tmp_path, max_downtime_ms=250))
+    assert [c[0] for c in domain.calls][:2] == ["migrateSetMaxDowntime", "migrateToURI3"]
+    assert domain.calls[0][1] == 250
+
+
+def test_default_destination_uri_is_built_from_uri(fake, tmp_path, run_module):
+    fake.add_host("qemu+tcp://hv1/system", "hv1").add_domain("web1", UUID)
+    fake.add_host("qemu+tcp://hv2/system", "hv2")
+    result = run_module(domain_migrate, dict(args(tmp_path), uri="qemu+tcp://hv1/system", destination_uri=None))
+    assert result["destination_uri"] == "qemu+tcp://hv2/system"
+    assert result["verified"] is True
+
+
+def test_check_mode_reports_and_moves_nothing(hosts, fake, tmp_path, run_module):
+    src, dst = hosts
+    result = run_module(domain_migrate, args(tmp_path), check_mode=True, diff=True)
+    assert result["changed"] is True
+    assert "would migrate web1 from hv1 to hv2" in result["msg"]
+    assert result["diff"]["after"] == dict(host="hv2")
+    assert names(src) == [("web1", True)] and names(dst) == []
+    assert all(readonly for _uri, readonly in fake.opened)
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_check_mode_fails_when_destination_is_unreachable(hosts, tmp_path, run_module):
+    result = run_module(domain_migrate, args(tmp_path, destination_uri="qemu+tcp://down/system"), check_mode=True)
+    assert result["failed"] is True
+    assert "qemu+tcp://down/system" in result["msg"] and "unreachable" in result["msg"]
+    assert result["domain_state_after"] == "running"
+
+
+def test_repeating_a_migration_is_a_no_op(hosts, tmp_path, run_module):
+    first = run_module(domain_migrate, args(tmp_path))
+    again = run_module(domain_migrate, args(tmp_path))
+    assert first["changed"] is True
+    assert again["changed"] is False and "already running on hv2" in again["msg"]
+    assert len(json.loads((tmp_path / "state.json").read_text())["migrations"]) == 1
+
+
+def test_domain_nowhere_fails_naming_it(hosts, tmp_path, run_module):
+    result = run_module(domain_migrate, args(tmp_path, name="ghost"))
+    assert result["failed"] is True
+    assert "domain 'ghost' is not defined on hv1" in result["msg"] and "not running on hv2" in result["msg"]
+
+
+def test_stopped_domain_is_not_migrated(hosts, tmp_path, run_module):
+    hosts[0].domains[0]._state = SHUTOFF
+    result = run_module(domain_migrate, args(tmp_path))
+    assert result["failed"] is True and "is shutoff on hv1" in result["msg"]
+
+
+def test_paused_domain_is_migrated(hosts, tmp_path, run_module):
+    hosts[0].domains[0]._state = PAUSED
+    assert run_module(domain_migrate, args(tmp_path))["changed"] is True
+
+
+@pytest.mark.parametrize("error, code, cause", [
+    ("internal error: process exited while connecting to monitor: Cannot allocate memory",
+     FakeLibvirt.VIR_ERR_OPERATION_FAILED, "not enough memory"),
+    ("Unsafe migration: Migration may lead to data corruption if disks use cache other than none",
+     FakeLibvirt.VIR_ERR_MIGRATE_UNSAFE, "unsafe migration"),
+    ("unable to connect to server at '10.0.0.2:16509': Connection refused",
+     FakeLibvirt.VIR_ERR_SYSTEM_ERROR, "host unreachable"),
+    ("Requested operation is not valid: domain is already being migrated",
+     FakeLibvirt.VIR_ERR_OPERATION_INVALID, "not valid in the domain's current state"),
+    ("internal error: Attempt to migrate guest to the same host 0000-1",
+     FakeLibvirt.VIR_ERR_INTERNAL_ERROR, "destination is the source host"),
+])
+def test_failed_migration_names_the_cause_and_the_domain_stays(hosts, tmp_path, run_module, error, code, cause):
+    src, dst = hosts
+    src.domains[0].migrate_error = libvirtError(error, code)
+    result = run_module(domain_migrate, args(tmp_path))
+    assert result["failed"] is True
+    assert cause in result["msg"] and error in result["msg"]
+    assert "migrating web1 from hv1 to hv2" in result["msg"]
+    assert result["domain_state_after"] == "running"
+    assert names(src) == [("web1", True)] and names(dst) == []
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_timeout_aborts_the_job(hosts, tmp_path, run_module):
+    src = hosts[0]
+    domain = src.domains[0]
+    domain.migrate_blocks = True
+    result = run_module(domain_migrate, args(tmp_path, timeout=1))
+    assert result["failed"] is True
+    assert "timed out after 1 s and the migration job was aborted" in result["msg"]
+    assert ("abortJob",) in domain.calls
+    assert result["domain_state_after"] == "running" and names(src) == [("web1", True)]
+
+
+def test_unsupported_max_downtime_fails_before_migrating(hosts, tmp_path, run_module):
+    domain = hosts[0].domains[0]
+    domain.downtime_error = libvirtError("this function is not supported by the connection driver",
+                                         FakeLibvirt.VIR_ERR_NO_SUPPORT)
+    result = run_module(domain_migrate, args(tmp_path, max_downtime_ms=100))
+    assert result["failed"] is True and "not supported" in result["msg"]
+    assert [c[0] for c in domain.calls] == ["migrateSetMaxDowntime"]
+
+
+def test_unverified_success_is_a_failure(hosts, tmp_path, run_module):
+    hosts[0].domains[0].migrate_moves = False
+    result = run_module(domain_migrate, args(tmp_path))
+    assert result["failed"] is True and result["verified"] is False
+    assert "is running on hv1 and not running on hv2" in result["msg"]
+
+
+def test_unreachable_destination_fails_before_migrating(hosts, tmp_path, run_module):
+    domain = hosts[0].domains[0]
+    result = run_module(domain_migrate, args(tmp_path, destination_uri="qemu+tcp://10.0.0.9/system"))
+    assert result["failed"] is True
+    assert "hv2 is unreachable" in result["msg"] and "qemu+tcp://10.0.0.9/system" in result["msg"]
+    assert result["domain_state_after"] == "running"
+    assert not [c for c in domain.calls if c[0] == "migrateToURI3"]
+
+
+@pytest.mark.parametrize("options, words", [
+    (dict(bandwidth_mib=0), "bandwidth_mib must be greater than 0, got 0"),
+    (dict(max_downtime_ms=-5), "max_downtime_ms must be greater than 0, got -5"),
+    (dict(timeout=0), "timeout must be greater than 0, got 0"),
+    (dict(tunnelled=True, peer_to_peer=False), "tunnelled=true requires peer_to_peer=true"),
+    (dict(tunnelled=True, migration_address="10.1.0.2"), "migration_address (10.1.0.2) cannot be used with"),
+    (dict(copy_storage="some"), "copy_storage"),
+    (dict(uuid=UUID), "mutually exclusive: name|uuid"),
+    (dict(name=None), "one of the following is required: name, uuid"),
+    (dict(uri="nonsense"), "cannot connect to libvirt at 'nonsense'"),
+])
+def test_bad_options_name_option_and_value(hosts, tmp_path, run_module, options, words):
+    result = run_module(domain_migrate, args(tmp_path, **options) if "name" not in options
+                        else dict(args(tmp_path), **options))
+    assert result["failed"] is True
+    assert words in result["msg"]
+    assert names(hosts[0]) == [("web1", True)]
