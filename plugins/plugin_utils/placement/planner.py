@@ -128,6 +128,7 @@ class _Planner:
         self.max_cpus = max((s.cpus for s in self.states.values()), default=1)
         self.migrations = []
         self.moved = set()
+        self.unplaceable = set()  # domains a search found no destination for, to explain them
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -183,7 +184,10 @@ class _Planner:
 
     def best_destination(self, domain, source):
         """The best destination every constraint allows, or None."""
-        return self._search(domain, source, explain=False)[0]
+        best = self._search(domain, source, explain=False)[0]
+        if best is None:
+            self.unplaceable.add(domain.name)
+        return best
 
     def why_no_destination(self, domain, source):
         """Every host's reason for refusing the domain, summarised (for the skipped list)."""
@@ -380,7 +384,9 @@ class _Planner:
                     continue
                 reason = self.blocker(domain)
                 if reason is None and resolved:
-                    continue  # not needed: the host is under the threshold without it
+                    if domain.name not in self.unplaceable or self.best_destination(domain, state) is not None:
+                        continue  # not needed: the host is under the threshold without it
+                    reason = self.why_no_destination(domain, state)
                 if reason is None and not state.maintenance and domain.cpu <= 0:
                     reason = "uses no CPU: moving it would not lower the load"
                 if reason is None and self.budget <= 0:

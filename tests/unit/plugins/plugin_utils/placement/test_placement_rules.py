@@ -1,0 +1,138 @@
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Each placement rule rejects a destination with its own reason, and allows the limit case."""
+
+import pytest
+
+from ansible_collections.xen.drs.plugins.plugin_utils.placement import plan
+from ansible_collections.xen.drs.tests.unit.plugins.plugin_utils.placement.builders import NOW, domain, host
+
+MIN = 60
+
+
+def pool(web1=None, hv2=None, hv2_domains=(), policy=None):
+    """hv1 (8 CPUs) runs at 7/8 = 0.875 and can only shed web1 (4 CPUs); hv2 is the only other host."""
+    web1_entry = domain("web1", 4.0, memory_mb=1024, **(web1 or {}))
+    cluster = [
+        host("hv1", [web1_entry, domain("stay", 3.0)]),
+        host("hv2", list(hv2_domains), **{"memory_free_mb": 32768, **(hv2 or {})}),
+    ]
+    return cluster, {"now": NOW, "exclude": ["stay"], **(policy or {})}
+
+
+CASES = {
+    # rule: (rejected scenario, reason fragment, allowed limit case)
+    "memory incl. reserve": (
+        dict(hv2={"memory_free_mb": 1535}),
+        "hv2 memory 1535 MB free < 1024 + reserve 512",
+        dict(hv2={"memory_free_mb": 1536}),
+    ),
+    "memory reserve from policy": (
+        dict(hv2={"memory_free_mb": 3000}, policy={"memory_reserve_mb": 2000}),
+        "hv2 memory 3000 MB free < 1024 + reserve 2000",
+        dict(hv2={"memory_free_mb": 3024}, policy={"memory_reserve_mb": 2000}),
+    ),
+    "max_vm_per_host": (
+        dict(hv2_domains=[domain("a", 0.1), domain("b", 0.1)], policy={"max_vm_per_host": 2}),
+        "hv2 runs 2 domains, max_vm_per_host 2",
+        dict(hv2_domains=[domain("a", 0.1), domain("b", 0.1, state="shut off")], policy={"max_vm_per_host": 2}),
+    ),
+    "max_load_candidate": (
+        dict(hv2_domains=[domain("a", 1.3)]),
+        "hv2 load 0.16 + 0.50 = 0.66 > max_load_candidate 0.65",
+        dict(hv2_domains=[domain("a", 1.2)]),  # exactly 0.65: at most, so allowed
+    ),
+    "anti-affinity": (
+        dict(hv2_domains=[domain("db2", 0.5)], policy={"anti_affinity": [["web1", "db2"]]}),
+        "hv2 anti-affinity group [db2, web1]: db2 runs there",
+        dict(hv2_domains=[domain("db2", 0.5, state="shut off")], policy={"anti_affinity": [["web1", "db2"]]}),
+    ),
+    "pin": (
+        dict(policy={"pin": {"web1": ["hv1", "hv3"]}}),
+        "hv2 not in pin [hv1, hv3]",
+        dict(policy={"pin": {"web1": ["hv1", "hv2"]}}),
+    ),
+    "maintenance destination (host flag)": (
+        dict(hv2={"maintenance": True}),
+        "1 host(s) in maintenance (hv2)",
+        dict(hv2={"maintenance": False}),
+    ),
+    "maintenance destination (policy)": (
+        dict(policy={"maintenance": ["hv2"]}),
+        "1 host(s) in maintenance (hv2)",
+        dict(policy={"maintenance": []}),
+    ),
+    "exclude": (
+        dict(policy={"exclude": ["stay", "web1"]}),
+        "excluded by policy",
+        dict(policy={"exclude": ["stay"]}),
+    ),
+    "cooldown": (
+        dict(web1={"last_migration": {"time": NOW - 12 * MIN, "source": "hv2", "destination": "hv1"}}),
+        "cooldown: migrated 12 min ago, cooldown 60 min",
+        dict(web1={"last_migration": {"time": NOW - 60 * MIN, "source": "hv2", "destination": "hv1"}}),
+    ),
+    "cooldown from policy": (
+        dict(web1={"last_migration": {"time": NOW - 12 * MIN}}, policy={"cooldown": 15}),
+        "cooldown: migrated 12 min ago, cooldown 15 min",
+        dict(web1={"last_migration": {"time": NOW - 12 * MIN}}, policy={"cooldown": 10}),
+    ),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_rule_rejects_with_its_reason(rule):
+    rejected, reason, _ = CASES[rule]
+    result = plan(*pool(**rejected))
+    assert result["migrations"] == []
+    assert result["hosts"][0]["status"] == "unresolved"
+    skipped = {s["vm"]: s["reason"] for s in result["skipped"]}
+    assert reason in skipped["web1"], skipped["web1"]
+    assert skipped["stay"] == "excluded by policy"
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_rule_allows_the_limit_case(rule):
+    _, _, allowed = CASES[rule]
+    result = plan(*pool(**allowed))
+    assert [(m["vm"], m["source"], m["destination"]) for m in result["migrations"]] == [("web1", "hv1", "hv2")]
+    assert result["hosts"][0]["status"] == "overloaded"
+
+
+def test_no_destination_lists_each_hosts_reason():
+    cluster = [
+        host("hv1", [domain("db1", 4.0, memory_mb=1024), domain("stay", 3.0)]),
+        host("hv2", memory_free_mb=900),
+        host("hv3", [domain("db2", 0.5)]),
+        host("hv4", [domain("busy", 7.0)], load=0.3),
+    ]
+    result = plan(cluster, {"now": NOW, "exclude": ["stay"], "anti_affinity": [["db1", "db2"]]})
+    reason = {s["vm"]: s["reason"] for s in result["skipped"]}["db1"]
+    assert reason.startswith("no destination: ")
+    assert "hv2 memory 900 MB free < 1024 + reserve 512" in reason
+    assert "hv3 anti-affinity group [db1, db2]: db2 runs there" in reason
+    assert "1 host(s) already over max_load_candidate 0.65 (e.g. hv4)" in reason
+
+
+def test_the_plan_never_places_two_anti_affine_domains_together():
+    cluster = [
+        host("hv1", [domain("db1", 3.0), domain("db2", 3.0), domain("web1", 2.0)], cpus=8),
+        host("hv2", cpus=16),
+        host("hv3", [domain("x", 4.0)], cpus=16),
+    ]
+    policy = {"now": NOW, "anti_affinity": [["db1", "db2"]], "load_threshold": 0.5, "max_load_candidate": 0.5,
+              "exclude": ["web1"]}
+    result = plan(cluster, policy)
+    destinations = {m["vm"]: m["destination"] for m in result["migrations"]}
+    # hv2 is the calmer host, but db1 went there first: db2 must take hv3
+    assert destinations == {"db1": "hv2", "db2": "hv3"}
+
+
+def test_pin_restricts_only_the_pinned_domain():
+    cluster = [
+        host("hv1", [domain("web1", 4.0), domain("stay", 3.0)]),
+        host("hv2"),
+        host("hv3", [domain("a", 0.5)]),
+    ]
+    result = plan(cluster, {"now": NOW, "exclude": ["stay"], "pin": {"web1": ["hv3"], "other": ["hv2"]}})
+    assert [(m["vm"], m["destination"]) for m in result["migrations"]] == [("web1", "hv3")]
