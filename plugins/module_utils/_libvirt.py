@@ -157,7 +157,8 @@ def _split_scheme(uri, option):
 
 
 def _host_for_uri(host):
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+    """Bracket a bare IPv6 address; a host name, IPv4 address or ``host:port`` stays as it is."""
+    return f"[{host}]" if host.count(":") > 1 and not host.startswith("[") else host
 
 
 def build_destination_uri(uri, destination):
