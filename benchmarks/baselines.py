@@ -61,7 +61,7 @@ def xo_performance_plan(cluster, policy=None, critical=None):
     index = _LoadIndex(placement, hosts)
     migrations = []
     for source in sorted((h for h in hosts if placement.load(h) >= high), key=placement.load, reverse=True):
-        for vm in sorted(placement.members[source], key=lambda v: placement.domains[v]["cpu"], reverse=True):
+        for vm in sorted(placement.members[source], key=lambda v: (-placement.domains[v]["cpu"], v)):
             if placement.load(source) <= low or len(migrations) >= budget:
                 break
             if placement.why_not_movable(vm):
@@ -96,7 +96,7 @@ def proxlb_balance(cluster, policy=None, balanciness=0.10):
         if top_load - index.calmest()[0] <= balanciness:
             break
         chosen = None
-        for vm in sorted(placement.members[source], key=lambda v: placement.domains[v]["cpu"], reverse=True):
+        for vm in sorted(placement.members[source], key=lambda v: (-placement.domains[v]["cpu"], v)):
             if placement.why_not_movable(vm):
                 continue
             dest = _calmest_accepting(placement, index, vm, stop_above=top_load)

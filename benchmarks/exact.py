@@ -109,7 +109,7 @@ def minimum_migrations(cluster, policy, time_limit=20.0):
     for host in hosts:
         # Load after = load now - leaving + arriving, as a linear expression in cores.
         now_cores = placement.cpu_used[host]
-        terms = [(col, -cpu[vm]) for vm in placement.members[host] for col in outgoing.get(vm, ())]
+        terms = [(col, -cpu[vm]) for vm in sorted(placement.members[host]) for col in outgoing.get(vm, ())]
         terms += [(col, cpu[vm]) for vm, col in incoming[host]]
         if host in z:
             big = now_cores
@@ -117,14 +117,14 @@ def minimum_migrations(cluster, policy, time_limit=20.0):
         if incoming[host]:
             big = now_cores + sum(cpu[vm] for vm, _ in incoming[host])
             row(-inf, candidate_max * cores[host] - now_cores + big, terms + [(y[host], big)])
-            leaving = [(col, -float(mem[vm])) for vm in placement.members[host] for col in outgoing.get(vm, ())]
+            leaving = [(col, -float(mem[vm])) for vm in sorted(placement.members[host]) for col in outgoing.get(vm, ())]
             big = max(0.0, -placement.free_mb(host)) + sum(mem[vm] for vm in placement.members[host])
             row(-inf, placement.free_mb(host) + big,
                 [(col, float(mem[vm])) for vm, col in incoming[host]] + leaving + [(y[host], big)])
             limit = pol["max_vm_per_host"]
             if limit is not None:
                 big_n = len(incoming[host]) + placement.count[host]
-                count_terms = [(col, -1.0) for vm in placement.members[host] for col in outgoing.get(vm, ())]
+                count_terms = [(col, -1.0) for vm in sorted(placement.members[host]) for col in outgoing.get(vm, ())]
                 count_terms += [(col, 1.0) for _, col in incoming[host]] + [(y[host], big_n)]
                 row(-inf, limit - placement.count[host] + big_n, count_terms)
 

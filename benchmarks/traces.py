@@ -12,7 +12,6 @@ Counted per planner: migrations, host-steps over the threshold, host-steps susta
 it left less than ``PING_PONG_STEPS`` steps (2 hours) before; that is longer than the default
 60-minute cooldown, which every planner obeys, so a count here means a VM went back and forth.
 """
-import copy
 import csv
 import glob
 import os
@@ -103,7 +102,8 @@ def replay(planner, rows, seed=1, hosts=16, cpus=8, mean_load=0.6, policy=None):
             counts["sustained"] += over and len(recent) == sustained_len and all(s[1] > threshold for s in recent)
         if (step * STEP_MINUTES) % interval:
             continue
-        snapshot = copy.deepcopy(pool)
+        # What a gather would hand the planner: its own copy, so a planner cannot change the pool.
+        snapshot = [dict(h, domains=[dict(d) for d in h["domains"]], samples=list(h["samples"])) for h in pool]
         started = time.perf_counter()
         migrations = planner(snapshot, dict(base, now=now))
         counts["plan_seconds"] += time.perf_counter() - started

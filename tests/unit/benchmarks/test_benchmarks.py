@@ -1,0 +1,129 @@
+"""The benchmark's own parts: seeded generator, exact solver, baselines' rule keeping."""
+import pathlib
+import sys
+
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[3] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import baselines  # noqa: E402  pylint: disable=wrong-import-position,import-error
+import metrics  # noqa: E402  pylint: disable=wrong-import-position,import-error
+import rules  # noqa: E402  pylint: disable=wrong-import-position,import-error
+import scenarios  # noqa: E402  pylint: disable=wrong-import-position,import-error
+
+NOW = 1_000_000_000
+
+
+def host(name, cpus, free_mb, domains):
+    """A host whose samples say: loaded as now for the last 20 minutes."""
+    load = sum(cpu for _, cpu, _ in domains) / cpus
+    return {
+        "name": name, "cpus": cpus, "memory_mb": 262144, "memory_free_mb": free_mb, "maintenance": False,
+        "samples": [[NOW - minutes * 60, load] for minutes in (20, 15, 10, 5, 0)],
+        "domains": [{"name": vm, "uuid": "uuid-" + vm, "vcpus": 4, "memory_mb": memory, "cpu": cpu,
+                     "state": "running"} for vm, cpu, memory in domains],
+    }
+
+
+def policy(cluster, **overrides):
+    return scenarios.policy_for(cluster, now=NOW, **overrides)
+
+
+@pytest.mark.parametrize("kind", scenarios.KINDS)
+def test_generator_is_seeded(kind):
+    assert scenarios.generate(kind, 8, 100, 7) == scenarios.generate(kind, 8, 100, 7)
+    assert scenarios.generate(kind, 8, 100, 7) != scenarios.generate(kind, 8, 100, 8)
+
+
+@pytest.mark.parametrize("kind", scenarios.KINDS)
+def test_generator_overload_is_sustained_exactly_when_planning_load_is_over(kind):
+    cluster = scenarios.generate(kind, 20, 400, 3)
+    assert sum(len(h["domains"]) for h in cluster) == 400
+    for entry in cluster:
+        over = rules.host_load(entry) > scenarios.THRESHOLD
+        samples = entry["samples"]
+        assert samples[-1][0] - samples[0][0] > scenarios.MAX_OVER * 60
+        assert all((load > scenarios.THRESHOLD) == over for _, load in samples)
+        assert entry["memory_free_mb"] >= 0
+        assert entry["memory_mb"] >= entry["memory_free_mb"] + sum(d["memory_mb"] for d in entry["domains"])
+
+
+def test_anti_affinity_groups_start_on_distinct_hosts():
+    cluster = scenarios.generate("anti_affinity", 30, 600, 1)
+    location = {d["name"]: h["name"] for h in cluster for d in h["domains"]}
+    groups = scenarios.policy_for(cluster)["anti_affinity"]
+    assert sum(len(g) for g in groups) >= 0.39 * 600
+    for group in groups:
+        assert len({location[vm] for vm in group}) == len(group) >= 2
+
+
+def test_generator_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="'lukewarm'"):
+        scenarios.generate("lukewarm", 4, 10, 1)
+
+
+def hand_made():
+    """h1 (0.95) must shed 2 cores; h2 and h3 can each take 1.5 at most (max_load_candidate 0.65),
+    so no single domain does it and the minimum is two migrations of the small ones, one to each."""
+    return [
+        host("h1", 10, 65536, [("a", 3.0, 2048), ("b", 2.5, 2048), ("c", 1.5, 2048), ("d", 1.5, 2048),
+                               ("e", 1.0, 2048)]),
+        host("h2", 10, 65536, [("f", 5.0, 2048)]),
+        host("h3", 10, 65536, [("g", 5.0, 2048)]),
+    ]
+
+
+def test_exact_solver_finds_the_known_minimum():
+    exact = pytest.importorskip("exact", reason="highspy not installed")
+    cluster = hand_made()
+    solved = exact.minimum_migrations(cluster, policy(cluster))
+    assert solved["status"] == "optimal"
+    assert solved["overloaded"] == 0
+    assert len(solved["migrations"]) == 2
+    assert {m["vm"] for m in solved["migrations"]} <= {"c", "d", "e"}
+    assert {m["destination"] for m in solved["migrations"]} == {"h2", "h3"}
+    result = metrics.evaluate(cluster, solved["migrations"], policy(cluster))
+    assert result["violations"] == [] and result["overloaded"] == 0
+
+
+def test_exact_solver_leaves_overload_when_memory_forbids_every_move():
+    exact = pytest.importorskip("exact", reason="highspy not installed")
+    cluster = hand_made()
+    cluster[2]["memory_free_mb"] = 1024  # h3 cannot take anything: only h2 is left, 1.5 cores
+    solved = exact.minimum_migrations(cluster, policy(cluster))
+    assert solved["status"] == "optimal"
+    assert solved["overloaded"] == 1
+    assert solved["migrations"] == []
+
+
+def test_baselines_respect_memory():
+    # h3 is the calmest host but has no memory to spare; h2 has room.
+    cluster = [
+        host("h1", 10, 65536, [("a", 3.0, 4096), ("b", 3.0, 4096), ("c", 3.0, 4096)]),
+        host("h2", 10, 65536, [("d", 1.0, 4096)]),
+        host("h3", 10, 3000, [("e", 0.5, 4096)]),
+    ]
+    for name, planner in baselines.PLANNERS.items():
+        migrations = planner(cluster, policy(cluster))
+        assert migrations, name
+        assert all(m["destination"] == "h2" for m in migrations), name
+        assert metrics.evaluate(cluster, migrations, policy(cluster))["violations"] == [], name
+
+
+@pytest.mark.parametrize("name", sorted(baselines.PLANNERS))
+def test_baselines_keep_the_shared_rules_on_generated_scenarios(name):
+    for kind in ("memory_bound", "anti_affinity"):
+        cluster = scenarios.generate(kind, 40, 800, 2)
+        migrations = baselines.PLANNERS[name](cluster, policy(cluster))
+        result = metrics.evaluate(cluster, migrations, policy(cluster))
+        assert migrations and result["violations"] == [], (kind, result["violations"][:3])
+
+
+def test_metrics_flag_a_rule_break():
+    cluster = hand_made()
+    cluster[1]["memory_free_mb"] = 1024
+    result = metrics.evaluate(cluster, [{"vm": "c", "destination": "h2"}], policy(cluster))
+    assert result["violations"] == ["c -> h2: memory on h2"]
+    assert result["migrations"] == 1
+    assert result["memory_moved_gib"] == 2.0
