@@ -22,8 +22,12 @@ description:
   - After a successful migration the record C({time, vm, uuid, source, destination}) is appended to the
     source's state file (O(state_path)), where M(xen.drs.hypervisor_info) reads it.
 author:
-  - xen.drs contributors
+  - xen.drs maintainers (@xen-drs)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details:

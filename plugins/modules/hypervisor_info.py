@@ -30,8 +30,12 @@ description:
     200 migrations) and is replaced atomically. A corrupt or unreadable file produces a warning and a
     fresh state, never a failure.
 author:
-  - xen.drs contributors
+  - xen.drs maintainers (@xen-drs)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Measures as usual; never writes the state file.

@@ -20,8 +20,12 @@ description:
   - The file keeps the last 200 migrations and is replaced atomically. A corrupt or unreadable file produces a
     warning and is started afresh.
 author:
-  - xen.drs contributors
+  - xen.drs maintainers (@xen-drs)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Reports whether the record would be added; writes nothing.

@@ -17,9 +17,11 @@ from ansible_collections.xen.drs.plugins.module_utils._libvirt import LibvirtErr
 RUNNING, PAUSED, SHUTOFF = 1, 3, 5
 
 
-class libvirtError(LibvirtError):  # pylint: disable=invalid-name  (libvirt's own spelling)
+class libvirtError(LibvirtError):  # pylint: disable=invalid-name
+    """libvirt's error class (same spelling), carrying the code and message a test gives it."""
+
     def __init__(self, message, code=1):
-        Exception.__init__(self, message)  # the real class would read libvirt's last error here
+        super().__init__(message)
         self.code = code
         self.message = message
 
@@ -102,8 +104,8 @@ class FakeDomain:
 
     def migrateSetMaxDowntime(self, ms, flags=0):  # noqa: N802  pylint: disable=invalid-name
         self.calls.append(("migrateSetMaxDowntime", ms, flags))
-        if self.downtime_error:
-            raise self.downtime_error
+        if self.downtime_error is not None:
+            raise self.downtime_error  # pylint: disable=raising-bad-type  # a libvirtError set by the test
 
     def migrateToURI3(self, dconnuri, params, flags):  # noqa: N802  pylint: disable=invalid-name
         self.calls.append(("migrateToURI3", dconnuri, dict(params), flags))
@@ -118,8 +120,8 @@ class FakeDomain:
             self._aborted.wait(30)
             raise libvirtError("operation aborted: migration out job: canceled by client",
                                FakeLibvirt.VIR_ERR_OPERATION_ABORTED)
-        if self.migrate_error:
-            raise self.migrate_error
+        if self.migrate_error is not None:
+            raise self.migrate_error  # pylint: disable=raising-bad-type  # a libvirtError set by the test
         if not self.migrate_moves:
             return self
         source = self.world.owner(self)

@@ -88,7 +88,7 @@ def test_add_migration_is_idempotent_and_bounded():
     same, added = _state.add_migration(state, dict(record(1.0)))
     assert not added and same.migrations == [record(1.0)]
     for t in range(2, 300):
-        state, _ = _state.add_migration(state, record(float(t)))
+        state, _added = _state.add_migration(state, record(float(t)))
     assert len(state.migrations) == _state.MAX_MIGRATIONS and state.migrations[-1]["time"] == 299.0
 
 
