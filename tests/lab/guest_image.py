@@ -3,7 +3,7 @@
 The kernel is Debian's cloud kernel (``linux-image-cloud-amd64``), fetched with ``apt-get download``
 and unpacked with ``dpkg -x``; the initramfs holds busybox-static, the virtio modules the guest's disk
 needs and ``guest-init.sh`` as ``/init``. Both are cached (default ``<repo>/.venv/lab-cache``), keyed
-by the kernel package version and the contents of the init script, so only the first lab pays.
+by the kernel package and the contents of the init script, so only the first lab pays.
 
     python tests/lab/guest_image.py        # build (or reuse) and print the two paths
 """
@@ -53,7 +53,9 @@ def kernel_package() -> str:
 def ensure(cache_dir: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
     """Return (kernel, initrd), building them into cache_dir if they are missing or stale."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    package = kernel_package()
+    # Asking apt takes seconds: reuse a cached kernel (delete the cache to pick up a newer one).
+    cached = sorted(cache_dir.glob("linux-image-*.vmlinuz"))
+    package = cached[-1].name.removesuffix(".vmlinuz") if cached else kernel_package()
     key = hashlib.sha256(f"{package} {MODULES}".encode() + INIT_SCRIPT.read_bytes()).hexdigest()[:12]
     kernel, initrd = cache_dir / f"{package}.vmlinuz", cache_dir / f"initrd-{key}.img"
     # Several labs may start at once: one builds, the others wait and reuse.

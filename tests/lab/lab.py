@@ -673,6 +673,32 @@ class Lab:
             self._update_state(lambda s: s["guests"].pop(name, None))
             raise
 
+    def where(self, guest: str) -> list[str]:
+        """The hypervisors on which ``guest`` is defined (one, unless something went wrong)."""
+        return [h for h in self.hypervisors
+                if self.host_exec(h, ["virsh", "-c", "qemu:///system", "domstate", guest],
+                                  check=False).returncode == 0]
+
+    def remove_guest(self, name: str) -> None:
+        """Destroy and undefine a guest wherever it is, and delete its LUN and backing file."""
+        for host in self.where(name):
+            self.virsh(host, "destroy", name, check=False)  # fails if it is not running: fine
+            self.virsh(host, "undefine", name)
+        guest = self.state()["guests"].get(name)
+        if guest:
+            self.host_exec("san", ["tgtadm", "--lld", "iscsi", "--mode", "logicalunit", "--op", "delete",
+                                   "--tid", "1", "--lun", str(guest["lun"])])
+            (self.node_dir("san") / "luns" / f"{name}.img").unlink(missing_ok=True)
+            self._update_state(lambda s: s["guests"].pop(name, None))
+
+    def cpu_seconds(self, host: str, guest: str) -> float:
+        """CPU time the guest has used so far, in seconds (libvirt's cpu.time)."""
+        for line in self.virsh(host, "domstats", "--cpu-total", guest).splitlines():
+            key, _, value = line.strip().partition("=")
+            if key == "cpu.time":
+                return int(value) / 1e9
+        raise LabError(f"virsh domstats on {host} reports no cpu.time for {guest!r}")
+
     def domain_xml(self, name: str, kind: str, lun: int, kernel: str, initrd: str,
                    memory_mib: int = 96) -> str:
         return f"""<domain type='qemu'>

@@ -1,0 +1,98 @@
+"""Integration tests run against a real lab (tests/lab): libvirtd hypervisors, tgt iSCSI, ssh.
+
+Fixtures and helpers for every integration test:
+
+* ``lab`` (session): a lab named ``xt<pid>`` with 3 hypervisors and no guests, brought up once and
+  torn down at the end of the session, also when tests fail. Skipped (with the reason) only when
+  not running as root or when libvirtd is not installed.
+* ``make_guests`` (function): ``make_guests({"hv1": {"busy1": "busy"}})`` starts guests and removes
+  them (wherever they migrated to) when the test ends, so tests can share the session's lab.
+* ``run_playbook(lab, playbook, extra_vars=None, check=False)``: runs ansible-playbook from the
+  lab's controller, over ssh, with the lab's inventory; returns (rc, stdout, parsed JSON or None).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "lab"))
+
+import lab as lab_lib  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def lab_unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, bridges, mounts)"
+    if not shutil.which("libvirtd"):
+        return "libvirtd is not installed (bash scripts/setup installs the lab's packages)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab():
+    reason = lab_unavailable_reason()
+    if reason:
+        pytest.skip(f"lab unavailable: {reason}")
+    # The PID makes the name unique among live sessions; a lab by that name is a crashed one's.
+    the_lab = lab_lib.Lab(f"xt{os.getpid()}", hosts=3)
+    the_lab.down()
+    started = time.monotonic()
+    the_lab.up()
+    print(f"\nlab {the_lab.name}: up in {time.monotonic() - started:.1f} s")
+    try:
+        yield the_lab
+    finally:
+        print(f"\nlab {the_lab.name}: down in {the_lab.down():.1f} s")
+
+
+@pytest.fixture
+def make_guests(lab):  # pylint: disable=redefined-outer-name
+    made: list[str] = []
+
+    def start(spec: dict[str, dict[str, str]]) -> list[str]:
+        for host, guests in spec.items():
+            for name, kind in guests.items():
+                lab.start_guest(host, name, kind)
+                made.append(name)
+        return list(made)
+
+    yield start
+    for name in made:
+        lab.remove_guest(name)
+
+
+def run_playbook(lab, playbook, extra_vars: dict | None = None,  # pylint: disable=redefined-outer-name
+                 check: bool = False, timeout: float = 900) -> tuple[int, str, dict | None]:
+    """ansible-playbook from the lab's controller; stdout is the ansible.posix.json callback's.
+
+    Returns (rc, stdout, the parsed JSON or None if stdout is not JSON, e.g. a syntax error).
+    """
+    cmd = ["ansible-playbook", "-i", str(lab.inventory_path), str(Path(playbook).resolve())]
+    if extra_vars:
+        cmd += ["--extra-vars", json.dumps(extra_vars)]
+    if check:
+        cmd += ["--check", "--diff"]
+    proc = lab.ctl(cmd, check=False, timeout=timeout,
+                   env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+    try:
+        result = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        result = None
+    return proc.returncode, proc.stdout + proc.stderr, result
+
+
+def task_results(result: dict, task_name: str) -> dict[str, dict]:
+    """{host: result} of the task called ``task_name`` in ansible.posix.json output."""
+    for play in result["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"] == task_name:
+                return task["hosts"]
+    raise KeyError(f"no task named {task_name!r} in the playbook's output")
