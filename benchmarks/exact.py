@@ -15,6 +15,12 @@ Objective: minimise migrations + W * (hosts left overloaded), W larger than any 
 i.e. first clear as many overloaded hosts as possible, then use as few migrations as possible.
 Any domain may move, not only those on overloaded hosts, so chains count: this is the true minimum
 under the shared rules, a lower bound for any planner that obeys them.
+
+When some host cannot be cleared, "fewest migrations" alone would stop at zero moves for it, while a
+planner that also lowers what it cannot clear (xen.drs does) pays extra migrations for that. So
+``reach`` asks the other question: the fewest migrations that leave at most ``overloaded`` hosts
+overloaded and at most ``excess`` total load above the threshold (sum over hosts of load minus
+threshold), i.e. the minimum cost of a result at least as good as a given planner's.
 """
 import os
 
@@ -39,8 +45,10 @@ def _quiet_highs():
     return highs
 
 
-def minimum_migrations(cluster, policy, time_limit=20.0):
+def minimum_migrations(cluster, policy, time_limit=20.0, reach=None):
     """Solve; returns ``{migrations, overloaded, status, bound}``.
+
+    ``reach``: optional ``{"overloaded": n, "excess": x}`` the result must be at least as good as.
 
     ``migrations`` is the optimal plan (list of ``{vm, source, destination}``), ``overloaded`` the
     hosts it leaves overloaded, ``status`` "optimal" or the HiGHS status when the time limit hit
@@ -77,14 +85,21 @@ def minimum_migrations(cluster, policy, time_limit=20.0):
     for host in overloaded:
         z[host] = len(columns)
         columns.append(("z", host))
+    excess = {}  # load above the threshold left on each overloaded host (only they can stay over)
+    if reach is not None:
+        for host in overloaded:
+            excess[host] = len(columns)
+            columns.append(("e", host))
 
     highs = _quiet_highs()
     highs.setOptionValue("time_limit", float(time_limit))
     highs.setOptionValue("mip_rel_gap", 0.0)
     count = len(columns)
-    highs.addVars(count, np.zeros(count), np.ones(count))
-    highs.changeColsIntegrality(count, np.arange(count, dtype=np.int32), np.ones(count, dtype=np.uint8))
-    weight = len(x) + 1
+    upper = np.array([highspy.kHighsInf if kind == "e" else 1.0 for kind, _ in columns])
+    highs.addVars(count, np.zeros(count), upper)
+    integral = np.array([kind != "e" for kind, _ in columns], dtype=np.uint8)
+    highs.changeColsIntegrality(count, np.arange(count, dtype=np.int32), integral)
+    weight = 0.0 if reach is not None else len(x) + 1
     cost = np.array([1.0 if kind == "x" else (weight if kind == "z" else 0.0) for kind, _ in columns])
     highs.changeColsCost(count, np.arange(count, dtype=np.int32), cost)
 
@@ -114,6 +129,8 @@ def minimum_migrations(cluster, policy, time_limit=20.0):
         if host in z:
             big = now_cores
             row(-inf, threshold * cores[host] - now_cores, terms + [(z[host], -big)])
+        if host in excess:
+            row(-inf, threshold * cores[host] - now_cores, terms + [(excess[host], -cores[host])])
         if incoming[host]:
             big = now_cores + sum(cpu[vm] for vm, _ in incoming[host])
             row(-inf, candidate_max * cores[host] - now_cores + big, terms + [(y[host], big)])
@@ -142,6 +159,10 @@ def minimum_migrations(cluster, policy, time_limit=20.0):
             if terms and constant + sum(1 for _, v in terms if v > 0) > 1:
                 row(-inf, 1 - constant, terms)
 
+    if reach is not None and z:
+        row(-inf, reach["overloaded"], [(col, 1.0) for col in z.values()])
+        row(-inf, reach["excess"] + 1e-6, [(col, 1.0) for col in excess.values()])
+
     highs.run()
     status = highs.modelStatusToString(highs.getModelStatus())
     info = highs.getInfo()
@@ -150,9 +171,12 @@ def minimum_migrations(cluster, policy, time_limit=20.0):
         return {"migrations": None, "overloaded": None, "status": status, "bound": None}
     plan = [{"vm": vm, "source": home[vm], "destination": dest}
             for (vm, dest), col in sorted(x.items(), key=lambda item: item[1]) if values[col] > 0.5]
+    result = Placement(cluster, policy)
+    for move in plan:
+        result.move(move["vm"], move["destination"])
     return {
         "migrations": plan,
-        "overloaded": sum(1 for host in overloaded if values[z[host]] > 0.5),
+        "overloaded": sum(1 for load in result.loads().values() if load > threshold),
         "status": "optimal" if status == "Optimal" else status,
         "bound": info.mip_dual_bound,
     }

@@ -47,7 +47,7 @@ def load_day(path):
     return rows
 
 
-def build_pool(rows, seed, hosts=16, cpus=8, mean_load=0.6, memory_mb=131072):
+def build_pool(rows, seed, hosts=16, cpus=8, mean_load=0.6, memory_mb=262144):
     """Hosts and their VMs (trace series kept aside in ``series``), randomly placed."""
     rng = random.Random("pool/%s/%s/%s" % (seed, hosts, mean_load))
     chosen = rng.sample(rows, len(rows))
