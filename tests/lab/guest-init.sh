@@ -1,4 +1,4 @@
-#!/bin/busybox sh
+#!/bin/sh
 # PID 1 of a lab guest (packed into the initramfs by guest_image.py).
 # Kernel command line: xdrs.kind=busy|idle.
 #   idle: prints "tick N" on the serial console every second and writes it to its iSCSI disk.
@@ -11,14 +11,15 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 
 # The cloud kernel builds virtio as modules; load the ones the iSCSI-backed disk needs.
-for m in $(cat /lib/modules/load-order); do
+while read -r m; do
     insmod "/lib/modules/$m.ko" || echo "xdrs-guest: insmod $m failed"
-done
+done </lib/modules/load-order
 # The disk shows up asynchronously after the driver binds.
 for _ in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.2; done
 
 kind=idle
-for arg in $(cat /proc/cmdline); do
+read -r cmdline </proc/cmdline
+for arg in $cmdline; do
     case "$arg" in xdrs.kind=*) kind="${arg#xdrs.kind=}" ;; esac
 done
 disk=none

@@ -81,6 +81,7 @@ def _build(package: str, kernel: Path, initrd: Path) -> None:
         for sub in ("bin", "dev", "proc", "sys", "lib/modules"):
             (root / sub).mkdir(parents=True)
         shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+        os.symlink("busybox", root / "bin" / "sh")  # the interpreter of /init
         shutil.copy2(INIT_SCRIPT, root / "init")
         os.chmod(root / "init", 0o755)
         modules_dir = next((work / "pkg" / "lib" / "modules").iterdir())

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """A pool of libvirt hypervisors on shared iSCSI storage, on one machine (stdlib only, run as root).
 
 A lab called NAME is made of network namespaces on a private bridge:
@@ -122,7 +122,7 @@ def _cgroup_hierarchies() -> list[tuple[Path, str, str]]:
     """(mount point, mount options, this process's cgroup) for each cgroup v1 hierarchy."""
     ours = {}
     for line in Path("/proc/self/cgroup").read_text(encoding="utf-8").splitlines():
-        _, controllers, path = line.split(":", 2)
+        _hierarchy_id, controllers, path = line.split(":", 2)
         if controllers:
             ours[frozenset(controllers.split(","))] = path
     found = []
@@ -694,7 +694,7 @@ class Lab:
     def cpu_seconds(self, host: str, guest: str) -> float:
         """CPU time the guest has used so far, in seconds (libvirt's cpu.time)."""
         for line in self.virsh(host, "domstats", "--cpu-total", guest).splitlines():
-            key, _, value = line.strip().partition("=")
+            key, _sep, value = line.strip().partition("=")
             if key == "cpu.time":
                 return int(value) / 1e9
         raise LabError(f"virsh domstats on {host} reports no cpu.time for {guest!r}")
@@ -767,7 +767,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "_anchor":  # internal: python lab.py _anchor NODE_DIR -- CMD...
         _anchor(argv[1], list(argv[3:]))
         return 0
-    parser = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="bring a lab up")
     p_up.add_argument("--hosts", type=int, default=3)

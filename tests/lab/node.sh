@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Boots one lab node. lab.py runs this inside the node's own network, mount and UTS namespaces
 # (hypervisors also get a cgroup namespace), as the child of the node's anchor process, with
 # NODE, NODE_ROLE, NODE_DIR, NODE_ADDR (and LAB_IQN on the storage node) in the environment.
