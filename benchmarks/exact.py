@@ -95,18 +95,18 @@ def minimum_migrations(cluster, policy, time_limit=20.0, reach=None):
     highs.setOptionValue("time_limit", float(time_limit))
     highs.setOptionValue("mip_rel_gap", 0.0)
     count = len(columns)
-    upper = np.array([highspy.kHighsInf if kind == "e" else 1.0 for kind, _ in columns])
+    upper = np.array([highspy.kHighsInf if kind == "e" else 1.0 for kind, _key in columns])
     highs.addVars(count, np.zeros(count), upper)
-    integral = np.array([kind != "e" for kind, _ in columns], dtype=np.uint8)
+    integral = np.array([kind != "e" for kind, _key in columns], dtype=np.uint8)
     highs.changeColsIntegrality(count, np.arange(count, dtype=np.int32), integral)
     weight = 0.0 if reach is not None else len(x) + 1
-    cost = np.array([1.0 if kind == "x" else (weight if kind == "z" else 0.0) for kind, _ in columns])
+    cost = np.array([1.0 if kind == "x" else (weight if kind == "z" else 0.0) for kind, _key in columns])
     highs.changeColsCost(count, np.arange(count, dtype=np.int32), cost)
 
     def row(lower, upper, terms):
         if terms:
-            highs.addRow(lower, upper, len(terms), np.array([i for i, _ in terms], dtype=np.int32),
-                         np.array([v for _, v in terms], dtype=np.float64))
+            highs.addRow(lower, upper, len(terms), np.array([i for i, _value in terms], dtype=np.int32),
+                         np.array([v for _index, v in terms], dtype=np.float64))
 
     outgoing = {}  # vm -> its x columns
     incoming = {h: [] for h in hosts}  # host -> (vm, column)
@@ -118,7 +118,7 @@ def minimum_migrations(cluster, policy, time_limit=20.0, reach=None):
     for vm, cols in outgoing.items():
         row(-inf, 1, [(c, 1.0) for c in cols])
     for dest, pairs in incoming.items():
-        for _, col in pairs:
+        for _vm, col in pairs:
             row(-inf, 0, [(col, 1.0), (y[dest], -1.0)])
 
     for host in hosts:
@@ -132,7 +132,7 @@ def minimum_migrations(cluster, policy, time_limit=20.0, reach=None):
         if host in excess:
             row(-inf, threshold * cores[host] - now_cores, terms + [(excess[host], -cores[host])])
         if incoming[host]:
-            big = now_cores + sum(cpu[vm] for vm, _ in incoming[host])
+            big = now_cores + sum(cpu[vm] for vm, _col in incoming[host])
             row(-inf, candidate_max * cores[host] - now_cores + big, terms + [(y[host], big)])
             leaving = [(col, -float(mem[vm])) for vm in sorted(placement.members[host]) for col in outgoing.get(vm, ())]
             big = max(0.0, -placement.free_mb(host)) + sum(mem[vm] for vm in placement.members[host])
@@ -142,7 +142,7 @@ def minimum_migrations(cluster, policy, time_limit=20.0, reach=None):
             if limit is not None:
                 big_n = len(incoming[host]) + placement.count[host]
                 count_terms = [(col, -1.0) for vm in sorted(placement.members[host]) for col in outgoing.get(vm, ())]
-                count_terms += [(col, 1.0) for _, col in incoming[host]] + [(y[host], big_n)]
+                count_terms += [(col, 1.0) for _vm, col in incoming[host]] + [(y[host], big_n)]
                 row(-inf, limit - placement.count[host] + big_n, count_terms)
 
     for group in pol["anti_affinity"]:
@@ -156,7 +156,7 @@ def minimum_migrations(cluster, policy, time_limit=20.0, reach=None):
                     terms += [(col, -1.0) for col in outgoing.get(vm, ())]
                 elif (vm, host) in x:
                     terms.append((x[vm, host], 1.0))
-            if terms and constant + sum(1 for _, v in terms if v > 0) > 1:
+            if terms and constant + sum(1 for _col, v in terms if v > 0) > 1:
                 row(-inf, 1 - constant, terms)
 
     if reach is not None and z:

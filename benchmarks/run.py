@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """xen.drs placement benchmark: generated scenarios, baselines, exact minimum, trace replay.
 
     python benchmarks/run.py [--quick] [--check] [--seeds N] [--no-traces]
@@ -48,7 +47,7 @@ def best_time(function, repeat):
 
     CPU time is reported too because other work on the machine inflates wall time."""
     wall = cpu = result = None
-    for _ in range(repeat):
+    for _run in range(repeat):
         started, started_cpu = time.perf_counter(), time.process_time()
         result = function()
         elapsed, elapsed_cpu = time.perf_counter() - started, time.process_time() - started_cpu
@@ -120,8 +119,8 @@ def print_scenario(result):
     before = rows["xen.drs"]["overloaded_before"]
     print("\n== %s  hosts=%d domains=%d seed=%d  overloaded before: %d"
           % (result["kind"], result["hosts"], result["domains"], result["seed"], before))
-    print("   %-16s %6s %6s %6s %6s %8s %9s %6s" % ("planner", "migr", "over", "peak", "stdev", "mem GiB",
-                                                 "time ms", "breaks"))
+    print("   %-16s %6s %6s %6s %6s %8s %9s %6s"
+          % ("planner", "migr", "over", "peak", "stdev", "mem GiB", "time ms", "breaks"))
     table = dict(rows)
     if result["exact"]:
         table["exact (HiGHS)"] = result["exact"]
@@ -207,8 +206,8 @@ def run_traces(quick):
           % (len(day_paths), ", ".join(vms), counts["hosts"]))
     print("   planner every 5 min, max_migrations 5, cooldown 60 min; ping-pong = back to a host left < %d min ago"
           % (traces.PING_PONG_STEPS * traces.STEP_MINUTES))
-    print("   %-16s %10s %14s %14s %10s %12s" % ("planner", "migr/day", "over h-steps", "sustained h-s",
-                                               "ping-pong", "plan ms avg"))
+    print("   %-16s %10s %14s %14s %10s %12s"
+          % ("planner", "migr/day", "over h-steps", "sustained h-s", "ping-pong", "plan ms avg"))
     for name, t in totals.items():
         print("   %-16s %10.1f %14d %14d %10d %12.2f" % (
             name, t["migrations"] / len(day_paths), t["over"], t["sustained"], t["ping_pong"],
@@ -242,7 +241,7 @@ def main(argv=None):
         mine = [c for c in checks if c[0] == target]
         bad = [c for c in mine if not c[1]]
         print("   %-58s %s (%d/%d scenarios)" % (target, "MISSED" if bad else "met", len(mine) - len(bad), len(mine)))
-    for target, _, detail in missed:
+    for target, _ok, detail in missed:
         print("MISSED: %s -- %s" % (target, detail))
     ratios = [r["rows"]["xen.drs"]["migrations"] / r["exact"]["migrations"] for r in results
               if r["exact"] and r["exact"]["migrations"]]

@@ -39,14 +39,14 @@ def generate(kind, hosts, domains, seed, now=NOW):
             "maintenance": False,
             "domains": [],
         }
-        weights = [rng.lognormvariate(0, 0.8) for _ in range(count)]
+        weights = [rng.lognormvariate(0, 0.8) for _domain in range(count)]
         total = sum(weights)
         for weight in weights:
             cpu = round(spec["load"] * spec["cpus"] * weight / total, 3)
             host["domains"].append(_domain(rng, serial, cpu, spec.get("big_memory", False)))
             serial += 1
         used_mb = sum(d["memory_mb"] for d in host["domains"])
-        host["memory_free_mb"] = spec["free_mb"](used_mb)
+        host["memory_free_mb"] = _free_mb(rng, spec["free"], used_mb)
         host["memory_mb"] = used_mb + DOM0_MB + host["memory_free_mb"]
         cluster.append(host)
     _mark_recent_migrations(rng, cluster, now)
@@ -75,7 +75,7 @@ def policy_for(cluster, **overrides):
         "max_migrations": sum(len(h["domains"]) for h in cluster),
         "cooldown": 60,
         "memory_reserve_mb": 512,
-        "anti_affinity": [sorted(g) for _, g in sorted(groups.items())],
+        "anti_affinity": [sorted(groups[tag]) for tag in sorted(groups)],
         "pin": {},
         "exclude": [],
         "maintenance": [],
@@ -149,23 +149,31 @@ def _tag_anti_affinity(rng, cluster):
         group += 1
 
 
+def _free_mb(rng, free, used_mb):
+    """Free memory from a shape's ``free``: ("share", lo, hi) of the guests' memory plus 8 GiB,
+    or ("mb", lo, hi) absolute."""
+    how, low, high = free
+    if how == "share":
+        return int(used_mb * rng.uniform(low, high)) + 8192
+    return rng.randint(low, high)
+
+
 # Shapes: per host, cores, target load and how much memory is left free.
-def _roomy(rng):
-    return lambda used: int(used * rng.uniform(0.4, 1.0)) + 8192
+ROOMY = ("share", 0.4, 1.0)
 
 
 def _uniform(rng, hosts):
-    return [{"cpus": 32, "load": rng.uniform(0.3, 0.8), "free_mb": _roomy(rng)} for _ in range(hosts)]
+    return [{"cpus": 32, "load": rng.uniform(0.3, 0.8), "free": ROOMY} for _host in range(hosts)]
 
 
 def _skewed(rng, hosts):
     # Mixed host sizes; loads from a right-skewed distribution (most hosts calm, a long hot tail).
     return [{"cpus": rng.choice((8, 16, 32, 64)), "load": min(0.98, 0.15 + rng.betavariate(1.2, 2.2)),
-             "free_mb": _roomy(rng)} for _ in range(hosts)]
+             "free": ROOMY} for _host in range(hosts)]
 
 
 def _one_hot(rng, hosts):
-    shape = [{"cpus": 32, "load": rng.uniform(0.3, 0.5), "free_mb": _roomy(rng)} for _ in range(hosts)]
+    shape = [{"cpus": 32, "load": rng.uniform(0.3, 0.5), "free": ROOMY} for _host in range(hosts)]
     shape[rng.randrange(hosts)]["load"] = 0.97
     return shape
 
@@ -173,7 +181,7 @@ def _one_hot(rng, hosts):
 def _hot_spots(rng, hosts):
     hot = set(rng.sample(range(hosts), max(1, math.ceil(hosts * 0.05))))
     return [{"cpus": 32, "load": rng.uniform(0.8, 0.95) if i in hot else rng.uniform(0.25, 0.55),
-             "free_mb": _roomy(rng)} for i in range(hosts)]
+             "free": ROOMY} for i in range(hosts)]
 
 
 def _memory_bound(rng, hosts):
@@ -182,14 +190,11 @@ def _memory_bound(rng, hosts):
     hot = set(rng.sample(range(hosts), max(1, math.ceil(hosts * 0.1))))
     for i in range(hosts):
         if i in hot:
-            load, free = rng.uniform(0.8, 0.95), (lambda used: rng.randint(2048, 16384))
+            load, free = rng.uniform(0.8, 0.95), ("mb", 2048, 16384)
         else:
             load = rng.uniform(0.2, 0.6)
-            if load < 0.45:
-                free = (lambda used: rng.randint(512, 6144))
-            else:
-                free = (lambda used: rng.randint(12288, 65536))
-        shape.append({"cpus": 32, "load": load, "free_mb": free, "big_memory": True})
+            free = ("mb", 512, 6144) if load < 0.45 else ("mb", 12288, 65536)
+        shape.append({"cpus": 32, "load": load, "free": free, "big_memory": True})
     return shape
 
 

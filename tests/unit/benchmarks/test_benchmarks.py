@@ -17,7 +17,7 @@ NOW = 1_000_000_000
 
 def host(name, cpus, free_mb, domains):
     """A host whose samples say: loaded as now for the last 20 minutes."""
-    load = sum(cpu for _, cpu, _ in domains) / cpus
+    load = sum(cpu for _vm, cpu, _memory in domains) / cpus
     return {
         "name": name, "cpus": cpus, "memory_mb": 262144, "memory_free_mb": free_mb, "maintenance": False,
         "samples": [[NOW - minutes * 60, load] for minutes in (20, 15, 10, 5, 0)],
@@ -44,7 +44,7 @@ def test_generator_overload_is_sustained_exactly_when_planning_load_is_over(kind
         over = rules.host_load(entry) > scenarios.THRESHOLD
         samples = entry["samples"]
         assert samples[-1][0] - samples[0][0] > scenarios.MAX_OVER * 60
-        assert all((load > scenarios.THRESHOLD) == over for _, load in samples)
+        assert all((load > scenarios.THRESHOLD) == over for _time, load in samples)
         assert entry["memory_free_mb"] >= 0
         assert entry["memory_mb"] >= entry["memory_free_mb"] + sum(d["memory_mb"] for d in entry["domains"])
 
