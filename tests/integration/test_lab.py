@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lab_lib, lab_unavailable_reason, run_playbook, task_results
+from conftest import lab_lib, run_playbook, task_results
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
@@ -170,18 +170,31 @@ def test_live_migration_over_iscsi_keeps_the_guest_running(lab, make_guests):
     wait_for(lambda: lun_tick(lab, "lt-mig") > last_on_hv1 + 1, 30, "a post-migration tick on the LUN")
 
 
-def test_down_removes_everything_even_without_state():
-    reason = lab_unavailable_reason()
-    if reason:
-        pytest.skip(f"lab unavailable: {reason}")
+def lab_processes(name: str) -> list[str]:
+    """Command lines of live processes that mention the lab (its run dir or its iSCSI target)."""
+    marks = (f"/tests/lab/run/{name}/", f"xen-drs:{name}")
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, NotADirectoryError, PermissionError):
+            continue
+        if any(mark in cmdline for mark in marks):
+            found.append(f"{proc.name}: {cmdline[:120]}")
+    return found
+
+
+def test_down_removes_everything_even_without_state(lab):
+    """A second lab next to the session's: its down() removes all of it and nothing of the other."""
     small = lab_lib.Lab(f"xd{os.getpid() % 100000}", hosts=1)
     small.down()
-    small.up()
+    small.up(guests={"hv1": {"doomed": "idle"}})
     state = small.state()
     pids = [rec for entry in state["hosts"].values() for rec in entry["pids"].values()]
     cgroups = [Path(p) for entry in state["hosts"].values() for p in entry.get("cgroups", [])]
     assert pids and all(lab_lib._alive(rec) for rec in pids)  # pylint: disable=protected-access
-    assert all(c.is_dir() for c in cgroups) and cgroups
+    assert cgroups and all(c.is_dir() for c in cgroups)
+    assert any("qemu-system" in p for p in lab_processes(small.name))
 
     small.state_path.unlink()  # as if up() had crashed before recording anything
     print(f"\nlab {small.name}: down without state in {small.down():.1f} s")
@@ -192,5 +205,8 @@ def test_down_removes_everything_even_without_state():
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     assert small.name not in links
     assert not any(lab_lib._alive(rec) for rec in pids)  # pylint: disable=protected-access
+    assert not lab_processes(small.name)
     assert not any(c.exists() for c in cgroups)
     assert not small.run_dir.exists()
+    # The session's lab is untouched.
+    assert lab.virsh("hv1", "hostname").strip() == "hv1"

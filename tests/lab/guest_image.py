@@ -43,7 +43,12 @@ def _run(*cmd: str, cwd: Path | None = None) -> str:
 
 def kernel_package() -> str:
     """Name of the versioned kernel package the cloud meta-package points at."""
-    for line in _run("apt-cache", "depends", META_PACKAGE).splitlines():
+    try:
+        listing = _run("apt-cache", "depends", META_PACKAGE)
+    except GuestImageError:  # a machine whose package lists were never fetched
+        _run("apt-get", "update", "-qq")
+        listing = _run("apt-cache", "depends", META_PACKAGE)
+    for line in listing.splitlines():
         dep = line.strip().removeprefix("Depends: ")
         if dep != line.strip() and dep.startswith("linux-image-"):
             return dep

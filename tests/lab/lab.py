@@ -273,8 +273,8 @@ class Lab:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (namespaces, bridges, mounts)")
         leftovers = self._existing_netns()
-        if leftovers or self.state_path.exists():
-            raise LabError(f"lab {self.name!r} already exists ({', '.join(leftovers) or self.state_path}); "
+        if leftovers or self.run_dir.exists():
+            raise LabError(f"lab {self.name!r} already exists ({', '.join(leftovers) or self.run_dir}); "
                            f"run `python {HERE / 'lab.py'} down --name {self.name}` or pick another name")
         if guests:
             self._check_guest_spec(guests)
@@ -334,10 +334,9 @@ class Lab:
             node_dir = self.node_dir(node)
             node_dir.mkdir()
             mounts = {"/etc/hosts": hosts_file}
-            entry = {"role": node.rstrip("0123456789"), "address": self.address(node),
+            entry = {"name": node, "role": node.rstrip("0123456789"), "address": self.address(node),
                      "netns": self.netns(node), "dir": str(node_dir), "pids": {}}
-            if node.startswith("hv"):
-                entry["role"] = "hv"
+            if entry["role"] == "hv":
                 for target, copy in HV_DIRS.items():
                     (node_dir / copy).mkdir()
                     mounts[target] = node_dir / copy
@@ -598,22 +597,22 @@ class Lab:
 
     # -- running things in the lab ------------------------------------------------------------
 
-    def _enter(self, node: str) -> list[str]:
-        """nsenter prefix for ``node``'s network, mount and UTS namespaces."""
+    def _enter(self, node: str, cwd: str | Path = "/") -> list[str]:
+        """nsenter prefix for ``node``'s network, mount and UTS namespaces, starting in ``cwd``."""
         hosts = self.state()["hosts"]
         if node not in hosts:
             raise LabError(f"unknown lab host {node!r}: this lab has {', '.join(hosts)}")
         anchor = hosts[node]["pids"].get("anchor")
         if not anchor or not _alive(anchor):
             raise LabError(f"lab {self.name}: {node} is not running")
-        return ["nsenter", "-t", str(anchor[0]), "-n", "-m", "-u", "--"]
+        # Entering a mount namespace moves to its root: --wd sets the directory to start in.
+        return ["nsenter", "-t", str(anchor[0]), "-n", "-m", "-u", f"--wd={cwd}", "--"]
 
     def host_exec(self, host: str, cmd: str | Sequence[str], check: bool = True,
                   input: str | None = None, timeout: float | None = 120) -> subprocess.CompletedProcess:
         """Run cmd (a list, or a string for bash -c) on a lab host, as root in its namespaces."""
         argv = ["bash", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        return _run(self._enter(host) + argv, check=check, input=input, env=HOST_ENV,
-                    timeout=timeout, cwd="/")
+        return _run(self._enter(host) + argv, check=check, input=input, env=HOST_ENV, timeout=timeout)
 
     def ctl_env(self) -> dict[str, str]:
         """Environment for the controller: the repo's venv and the collection on Ansible's path."""
@@ -628,12 +627,15 @@ class Lab:
     def ctl(self, cmd: str | Sequence[str], check: bool = True, input: str | None = None,
             timeout: float | None = 600, env: dict[str, str] | None = None,
             cwd: str | Path | None = None) -> subprocess.CompletedProcess:
-        """Run cmd in the controller namespace (where ssh and ansible-playbook reach the hosts)."""
+        """Run cmd in the controller namespace (where ssh and ansible-playbook reach the hosts).
+
+        It starts in ``cwd`` (default: the repository root) with ``ctl_env()`` plus ``env``.
+        """
         argv = ["bash", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         full_env = self.ctl_env()
         full_env.update(env or {})
-        return _run(self._enter("ctl") + argv, check=check, input=input, env=full_env,
-                    timeout=timeout, cwd=str(cwd or REPO))
+        return _run(self._enter("ctl", cwd or REPO) + argv, check=check, input=input, env=full_env,
+                    timeout=timeout)
 
     def virsh(self, host: str, *args: str, check: bool = True) -> str:
         """Run virsh against ``host``'s own libvirtd; return its output."""
@@ -803,7 +805,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"guest {args.guest} ({args.kind}) started on {args.host}")
         elif args.command == "exec":
             cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-            enter = lab._enter(args.node)  # pylint: disable=protected-access
+            enter = lab._enter(args.node, os.getcwd())  # pylint: disable=protected-access
             env = lab.ctl_env() if args.node == "ctl" else HOST_ENV
             os.execvpe(enter[0], enter + (cmd or ["bash"]), env)
     except LabError as exc:
