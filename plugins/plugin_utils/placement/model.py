@@ -6,6 +6,7 @@ Every error is a PlacementError whose message names the host, the domain, the fi
 so a user can find the bad entry in a 1,000-host inventory.
 """
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -110,13 +111,26 @@ class Policy:
 # ---------------------------------------------------------------- field checks
 
 
-def _where(host=None, domain=None):
-    parts = []
-    if host is not None:
-        parts.append(f"host {host}")
-    if domain is not None:
-        parts.append(f"domain {domain}")
-    return ", ".join(parts) if parts else "policy"
+class _At:
+    """Where a field lives, formatted only when an error needs it (parsing 20,000 domains must be fast)."""
+
+    __slots__ = ("host", "domain", "part")
+
+    def __init__(self, host, domain=None, part=None):
+        self.host, self.domain, self.part = host, domain, part
+
+    def __str__(self):
+        text = f"host {self.host!r}"
+        if self.domain is not None:
+            text += f", domain {self.domain!r}"
+        return text if self.part is None else f"{text}, {self.part}"
+
+
+class _Position(str):
+    """An entry without a usable name, shown by its position: cluster[3], domains[0]."""
+
+    def __repr__(self):
+        return str(self)
 
 
 def _fail(where, name, expected, value):
@@ -134,7 +148,7 @@ def _number(where, data, name, minimum=None, above=None, required=True, default=
             raise PlacementError(f"{where}: required field '{name}' is missing")
         return default
     value = data[name]
-    if not _is_number(value) or value != value:  # value != value: NaN
+    if not _is_number(value) or not math.isfinite(value):
         _fail(where, name, "a number", value)
     if minimum is not None and value < minimum:
         _fail(where, name, f"a number >= {minimum}", value)
@@ -184,7 +198,7 @@ def _parse_samples(where, data):
     samples = []
     for pair in _list(where, raw, "samples"):
         if (isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2
-                or not all(_is_number(x) and x == x for x in pair) or pair[1] < 0):
+                or not all(_is_number(x) and math.isfinite(x) for x in pair) or pair[1] < 0):
             _fail(where, "samples", "a list of [epoch_seconds, load >= 0] pairs", pair)
         samples.append((pair[0], pair[1]))
     samples.sort()  # documented as oldest first; sorting makes a shuffled list harmless
@@ -192,16 +206,16 @@ def _parse_samples(where, data):
 
 
 def _parse_domain(host_name, index, data):
-    where = _where(repr(host_name), f"domains[{index}]")
+    where = _At(host_name, _Position(f"domains[{index}]"))
     if not isinstance(data, Mapping):
         raise PlacementError(f"{where}: must be a mapping, got {data!r}")
     name = _string(where, data, "name")
-    where = _where(repr(host_name), repr(name))
+    where = _At(host_name, name)
     last = data.get("last_migration")
     last_time = None
     if last is not None:
         _mapping(where, last, "last_migration")
-        last_time = _number(f"{where}, last_migration", last, "time")
+        last_time = _number(_At(where.host, where.domain, "last_migration"), last, "time")
     tags = data.get("tags")
     return Domain(
         name=name,
@@ -224,11 +238,11 @@ def _count(where, data, name):
 
 
 def _parse_host(index, data):
-    where = _where(f"cluster[{index}]")
+    where = _At(_Position(f"cluster[{index}]"))
     if not isinstance(data, Mapping):
         raise PlacementError(f"{where}: must be a mapping, got {data!r}")
     name = _string(where, data, "name")
-    where = _where(repr(name))
+    where = _At(name)
     maintenance = data.get("maintenance", False)
     if maintenance is None:
         maintenance = False

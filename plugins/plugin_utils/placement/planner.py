@@ -23,7 +23,7 @@ Every migration lowers the first or the second term, never raises an earlier one
 """
 
 import math
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, insort
 
 from .constraints import cooldown_reason, first_violation
 from .history import SUSTAINED, judge, minutes
@@ -114,6 +114,15 @@ class _Move:
         self.dest_load_after = dest_load_after
 
 
+# Sure rejections by the numeric rules, tested without building the reason (see why_no_destination).
+CHEAP_RULES = (
+    ("max_load_candidate", lambda move, policy: move.dest_load_after > policy.max_load_candidate + 1e-9),
+    ("memory", lambda move, policy: move.dest.free_mb < move.domain.memory_mb + policy.memory_reserve_mb),
+    ("max_vm_per_host", lambda move, policy: (policy.max_vm_per_host is not None
+                                              and move.dest.running >= policy.max_vm_per_host)),
+)
+
+
 class _Planner:
     def __init__(self, hosts, policy):
         self.policy = policy
@@ -123,20 +132,27 @@ class _Planner:
         self.hosts = hosts
         self.states = {h.name: _HostState(h, h.maintenance or h.name in policy.maintenance) for h in hosts}
         self.placement = {d.name: h.name for h in hosts for d in h.running}
-        # Destinations by load; hosts above max_load_candidate are cut off with one bisect.
-        self.index = sorted((s.load, s.name) for s in self.states.values() if not s.maintenance)
-        self.max_cpus = max((s.cpus for s in self.states.values()), default=1)
+        # Possible destinations by CPU count, each bucket sorted by load (see _search).
+        self.index = {}
+        for state in sorted(self.states.values(), key=lambda s: (s.load, s.name)):
+            if not state.maintenance:
+                self.index.setdefault(state.cpus, []).append((state.load, state.name))
         self.migrations = []
         self.moved = set()
         self.unplaceable = set()  # domains a search found no destination for, to explain them
+        # Refused searches are remembered until a host may accept more than before (an "opening"):
+        # without one, hosts only fill up, so the same search would be refused again.
+        self.opened = []  # host names, in the order they gained room
+        self.refused = {}  # domain name -> len(self.opened) when its search was refused
 
     # ------------------------------------------------------------ bookkeeping
 
     def _reindex(self, state, old_load):
         if state.maintenance:
             return
-        del self.index[bisect_left(self.index, (old_load, state.name))]
-        insort(self.index, (state.load, state.name))
+        bucket = self.index[state.cpus]
+        del bucket[bisect_left(bucket, (old_load, state.name))]
+        insort(bucket, (state.load, state.name))
 
     def _apply(self, domain, source, dest, reason):
         source_before, dest_before = source.load, dest.load
@@ -146,6 +162,8 @@ class _Planner:
         self._reindex(dest, dest_before)
         self.placement[domain.name] = dest.name
         self.moved.add(domain.name)
+        if not source.maintenance and source.load <= self.policy.max_load_candidate:
+            self.opened.append(source.name)  # it can now take domains (a host above that takes none)
         source.left.append(domain.name)
         dest.arrived.append(domain.name)
         self.migrations.append({
@@ -172,6 +190,7 @@ class _Planner:
         self._reindex(dest, dest_now)
         self.placement[domain.name] = source.name
         self.moved.discard(domain.name)
+        self.opened.append(dest.name)  # the destination has its room back
         source.left.pop()
         dest.arrived.pop()
         self.migrations.pop()
@@ -184,62 +203,75 @@ class _Planner:
 
     def best_destination(self, domain, source):
         """The best destination every constraint allows, or None."""
-        best = self._search(domain, source, explain=False)[0]
+        refused_at = self.refused.get(domain.name)
+        if refused_at is None:
+            best = self._search(domain, source, self.states.values(), scan_all=False)
+        else:
+            opened = {self.states[name] for name in self.opened[refused_at:]}
+            best = self._search(domain, source, opened, scan_all=True)
         if best is None:
             self.unplaceable.add(domain.name)
+            self.refused[domain.name] = len(self.opened)
+        return best
+
+    def _search(self, domain, source, hosts, scan_all):
+        """Best allowed destination: lowest predicted load, then most free memory, then name.
+
+        Hosts are bucketed by CPU count and each bucket is sorted by load, so within a bucket the
+        load after the move grows along the list: stop at the first host that cannot beat the best.
+        """
+        policy = self.policy
+        ceiling = policy.max_load_candidate + 1e-9  # the exact check below decides near the limit
+        need_mb = domain.memory_mb + policy.memory_reserve_mb
+        max_vm = policy.max_vm_per_host
+        best_key, best = None, None
+        buckets = self.index.values() if not scan_all else [sorted((s.load, s.name) for s in hosts)]
+        for bucket in buckets:
+            for load, name in bucket:
+                dest = self.states[name]
+                after = load + domain.cpu / dest.cpus
+                if not scan_all and (after > ceiling or (best_key is not None and after > best_key[0])):
+                    break
+                if (name == source.name or dest.maintenance or dest.free_mb < need_mb
+                        or (max_vm is not None and dest.running >= max_vm)):
+                    continue  # cheap rejections first; first_violation repeats them with reasons
+                key = (after, -dest.free_mb, name)
+                if best_key is not None and key >= best_key:
+                    continue
+                if first_violation(_Move(domain, dest, dest.load_with(domain.cpu)), policy, self.placement):
+                    continue
+                best_key, best = key, dest
         return best
 
     def why_no_destination(self, domain, source):
-        """Every host's reason for refusing the domain, summarised (for the skipped list)."""
-        return self._search(domain, source, explain=True)[1]
-
-    def _search(self, domain, source, explain):
-        policy = self.policy
-        limit = bisect_right(self.index, (policy.max_load_candidate, "\U0010ffff"))
-        need_mb = domain.memory_mb + policy.memory_reserve_mb
-        max_vm = policy.max_vm_per_host
-        # A host's load after the move is at least its load + cpu / (the most CPUs of any host),
-        # and the index is sorted by load: once that bound passes the best so far, stop looking.
-        least_increase = domain.cpu / self.max_cpus - 1e-9
-        best_key, best = None, None
-        rejected = []
-        for load, name in self.index[:limit]:
-            if best_key is not None and load + least_increase > best_key[0]:
-                break
+        """Each rule that refuses the domain, with its first host and how many more (for skipped)."""
+        by_rule = {}
+        too_busy, in_maintenance = [], []
+        for name in sorted(self.states):
+            dest = self.states[name]
             if name == source.name:
                 continue
-            dest = self.states[name]
-            approx_after = load + domain.cpu / dest.cpus
-            if not explain:
-                # Cheap pre-filter; it only drops hosts the constraint checks would surely reject.
-                if (approx_after > policy.max_load_candidate + 1e-9 or dest.free_mb < need_mb
-                        or (max_vm is not None and dest.running >= max_vm)):
-                    continue
-                key = (approx_after, -dest.free_mb, name)
-                if best_key is not None and key >= best_key:
-                    continue
-            violation = first_violation(_Move(domain, dest, dest.load_with(domain.cpu)), policy, self.placement)
-            if violation is not None:
-                rejected.append(violation)
+            if dest.maintenance:
+                in_maintenance.append(name)
                 continue
-            key = (approx_after, -dest.free_mb, name)
-            if best_key is None or key < best_key:
-                best_key, best = key, dest
-        if best is not None:
-            return best, None
-        return None, self._explain(rejected, limit, source)
-
-    def _explain(self, rejected, limit, source):
-        by_rule = {}
-        for rule, reason in rejected:
-            by_rule.setdefault(rule, []).append(reason)
-        parts = [first if len(rest) == 0 else f"{first} (and {len(rest)} more)"
-                 for first, *rest in by_rule.values()]
-        too_busy = [name for _, name in self.index[limit:] if name != source.name]
+            if dest.load > self.policy.max_load_candidate:
+                too_busy.append(name)
+                continue
+            move = _Move(domain, dest, dest.load + domain.cpu / dest.cpus)
+            # The numeric rules are sorted out without formatting a sentence for each of 1,000 hosts.
+            rule = next((rule for rule, check in CHEAP_RULES if check(move, self.policy)), None)
+            if rule is not None and rule in by_rule:
+                by_rule[rule][1] += 1
+                continue
+            move.dest_load_after = dest.load_with(domain.cpu)
+            violation = first_violation(move, self.policy, self.placement)
+            if violation is None:
+                return "not needed: a destination exists but the plan did not need this move"
+            by_rule.setdefault(violation[0], [violation[1], 0])[1] += 1
+        parts = [first if count == 1 else f"{first} (and {count - 1} more)" for first, count in by_rule.values()]
         if too_busy:
             parts.append(f"{len(too_busy)} host(s) already over max_load_candidate"
                          f" {self.policy.max_load_candidate} (e.g. {too_busy[0]})")
-        in_maintenance = sorted(s.name for s in self.states.values() if s.maintenance and s.name != source.name)
         if in_maintenance:
             parts.append(f"{len(in_maintenance)} host(s) in maintenance ({', '.join(in_maintenance[:3])})")
         return "no destination: " + ("; ".join(parts) if parts else "no other host")
@@ -318,7 +350,7 @@ class _Planner:
                 peak = max(source_after, dest.load_with(domain.cpu))
                 options.append(((peak, domain.memory_mb, domain.name, domain.uuid), domain, dest))
             if options:
-                _, domain, dest = min(options, key=lambda option: option[0])
+                domain, dest = min(options, key=lambda option: option[0])[1:]
                 applied.append(self._apply(domain, state, dest, reason))
         if state.load > threshold:
             for move in reversed(applied):

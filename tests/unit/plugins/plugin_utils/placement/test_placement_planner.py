@@ -184,7 +184,7 @@ def test_same_input_in_any_order_gives_the_same_plan():
     policy = {"now": NOW, "max_migrations": 20, "anti_affinity": [["vm4-0", "vm9-1"]], "maintenance": ["hv3"]}
     expected = json.dumps(plan(cluster, policy), sort_keys=True)
     shuffler = random.Random(7)
-    for _ in range(5):
+    for attempt in range(5):
         shuffled = [dict(h, domains=shuffler.sample(h["domains"], len(h["domains"]))) for h in cluster]
         shuffler.shuffle(shuffled)
         assert json.dumps(plan(shuffled, policy), sort_keys=True) == expected
