@@ -45,10 +45,12 @@ def _quiet_highs():
     return highs
 
 
-def minimum_migrations(cluster, policy, time_limit=20.0, reach=None):
+def minimum_migrations(cluster, policy, time_limit=20.0, reach=None, direct_only=False):
     """Solve; returns ``{migrations, overloaded, status, bound}``.
 
     ``reach``: optional ``{"overloaded": n, "excess": x}`` the result must be at least as good as.
+    ``direct_only``: only domains on overloaded hosts may move (no "make room" chains), the class
+    of plans xen.drs searches.
 
     ``migrations`` is the optimal plan (list of ``{vm, source, destination}``), ``overloaded`` the
     hosts it leaves overloaded, ``status`` "optimal" or the HiGHS status when the time limit hit
@@ -64,6 +66,8 @@ def minimum_migrations(cluster, policy, time_limit=20.0, reach=None):
     cpu = {vm: placement.domains[vm]["cpu"] for vm in placement.domains}
     mem = {vm: placement.domains[vm]["memory_mb"] for vm in placement.domains}
     overloaded = [h for h in hosts if h not in placement.maintenance and placement.load(h) > threshold]
+    if direct_only:
+        movable = [vm for vm in movable if home[vm] in overloaded]
 
     columns = []  # (kind, key) per variable, in index order
     x = {}

@@ -92,6 +92,12 @@ def run_scenario(kind, hosts, domains, seed, solve_exactly):
             started = time.perf_counter()
             solved = exact.minimum_migrations(cluster, policy, reach=drs)
             result["exact_reach"] = exact_row(cluster, policy, solved, started)
+        yardstick = result.get("exact_reach") or result["exact"]
+        if yardstick and yardstick["chain_moves"] and drs["migrations"] > yardstick["migrations"]:
+            # Tell apart "xen.drs wastes moves" from "only a make-room chain does better".
+            reach = drs if result.get("exact_reach") else None
+            direct = exact.minimum_migrations(cluster, policy, reach=reach, direct_only=True)
+            result["exact_direct"] = len(direct["migrations"]) if direct["migrations"] is not None else None
     result["load_average"] = os.getloadavg()[0]
     if hosts >= LARGE[0]:
         tracemalloc.start()
@@ -173,7 +179,8 @@ def verdicts(results):
                            "%s: xen.drs %d migrations leaving %d overloaded (excess %.3f), exact %d leaving %d"
                            " (excess %.3f)%s" % (label, drs["migrations"], drs["overloaded"], drs["excess"],
                                                  ex["migrations"], ex["overloaded"], ex["excess"],
-                                                 "; exact uses chain moves: " + ", ".join(ex["chain_moves"])
+                                                 "; exact uses chain moves: %s; without them the minimum is %s"
+                                                 % (", ".join(ex["chain_moves"]), result.get("exact_direct"))
                                                  if ex["chain_moves"] else "")))
         for name in baselines.PLANNERS:
             base = result["rows"][name]
@@ -243,8 +250,8 @@ def main(argv=None):
         print("   %-58s %s (%d/%d scenarios)" % (target, "MISSED" if bad else "met", len(mine) - len(bad), len(mine)))
     for target, _ok, detail in missed:
         print("MISSED: %s -- %s" % (target, detail))
-    ratios = [r["rows"]["xen.drs"]["migrations"] / r["exact"]["migrations"] for r in results
-              if r["exact"] and r["exact"]["migrations"]]
+    yardsticks = [(r["rows"]["xen.drs"], r.get("exact_reach") or r["exact"]) for r in results if r["exact"]]
+    ratios = [drs["migrations"] / ex["migrations"] for drs, ex in yardsticks if ex and ex["migrations"]]
     if ratios:
         print("   xen.drs / exact migrations over %d small scenarios: mean %.3f, max %.3f"
               % (len(ratios), statistics.mean(ratios), max(ratios)))
