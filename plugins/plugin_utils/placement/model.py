@@ -66,10 +66,10 @@ class Host:
     samples: Tuple[Tuple[float, float], ...]
     maintenance: bool
     domains: Tuple[Domain, ...]
+    running: Tuple[Domain, ...] = field(init=False)
 
-    @property
-    def running(self):
-        return [d for d in self.domains if d.running]
+    def __post_init__(self):
+        self.running = tuple(d for d in self.domains if d.running)
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,34 @@ def _parse_samples(where, data):
     return tuple(samples)
 
 
+_INF = float("inf")
+_PLAIN_NUMBER = (int, float)
+
+
+def _plain_domain(host_name, data):
+    """The common case in one go: plain, well-typed values and no optional fields.
+
+    Returns None for anything else, which _parse_domain then checks field by field to explain.
+    """
+    try:
+        name, uuid, vcpus = data["name"], data["uuid"], data["vcpus"]
+        memory_mb, cpu, state = data["memory_mb"], data["cpu"], data["state"]
+        optional = data.get("last_migration") is not None or data.get("tags") is not None
+    except (KeyError, TypeError, AttributeError):
+        return None
+    # type() is not isinstance(): bool (an int) and tagged strings take the careful path.
+    if (optional or type(name) is not str or not name or type(uuid) is not str or not uuid
+            or type(state) is not str or not state or type(vcpus) is not int or vcpus < 0
+            or type(memory_mb) not in _PLAIN_NUMBER or not 0 <= memory_mb < _INF
+            or type(cpu) not in _PLAIN_NUMBER or not 0 <= cpu < _INF):
+        return None
+    return Domain(name, uuid, host_name, vcpus, memory_mb, cpu, state)
+
+
 def _parse_domain(host_name, index, data):
+    plain = _plain_domain(host_name, data)
+    if plain is not None:
+        return plain
     where = _At(host_name, _Position(f"domains[{index}]"))
     if not isinstance(data, Mapping):
         raise PlacementError(f"{where}: must be a mapping, got {data!r}")
