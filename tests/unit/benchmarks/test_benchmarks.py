@@ -127,3 +127,42 @@ def test_metrics_flag_a_rule_break():
     assert result["violations"] == ["c -> h2: memory on h2"]
     assert result["migrations"] == 1
     assert result["memory_moved_gib"] == 2.0
+
+
+def test_exact_reach_prices_a_result_at_least_as_good():
+    exact = pytest.importorskip("exact", reason="highspy not installed")
+    cluster = hand_made()
+    cluster[2]["memory_free_mb"] = 1024  # h1 cannot be cleared: plain minimum is 0 moves
+    target = metrics.evaluate(cluster, [{"vm": "c", "destination": "h2"}], policy(cluster))
+    assert target["overloaded"] == 1 and target["excess"] < 0.2
+    solved = exact.minimum_migrations(cluster, policy(cluster), reach=target)
+    assert solved["status"] == "optimal"
+    assert len(solved["migrations"]) == 1
+    assert metrics.evaluate(cluster, solved["migrations"], policy(cluster))["excess"] <= target["excess"] + 1e-9
+
+
+def test_exact_direct_only_moves_nothing_from_calm_hosts():
+    exact = pytest.importorskip("exact", reason="highspy not installed")
+    cluster = hand_made()
+    solved = exact.minimum_migrations(cluster, policy(cluster), direct_only=True)
+    assert solved["migrations"] and all(m["source"] == "h1" for m in solved["migrations"])
+
+
+def test_replay_counts_overload_sustained_and_ping_pong():
+    import traces  # pylint: disable=import-outside-toplevel,import-error
+
+    rows = [("busy", [0.9] * 5), ("idle", [0.0] * 5)]
+    quiet = traces.replay(lambda cluster, pol: [], rows, hosts=1, cpus=1, mean_load=0.9)
+    # over the threshold at every step, sustained once 10 minutes of samples are over (steps 2-4)
+    assert (quiet["over"], quiet["sustained"], quiet["migrations"]) == (5, 3, 0)
+
+    def flip(cluster, pol):
+        """Move the busy VM to the other host at every call, ignoring every rule."""
+        source, vm = next((h, d["name"]) for h in cluster for d in h["domains"] if d["uuid"] == "trace-busy")
+        dest = next(h for h in cluster if h is not source)
+        return [{"vm": vm, "source": source["name"], "destination": dest["name"]}]
+
+    rows = [("busy", [0.9] * 5)] + [("idle%d" % i, [0.01] * 5) for i in range(3)]
+    moved = traces.replay(flip, rows, hosts=2, cpus=1, mean_load=0.47)
+    assert moved["migrations"] == 5
+    assert moved["ping_pong"] == 4  # every move after the first goes back to a host left a step ago
