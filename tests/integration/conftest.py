@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -44,13 +45,20 @@ def lab():
     # The PID makes the name unique among live sessions; a lab by that name is a crashed one's.
     the_lab = lab_lib.Lab(f"xt{os.getpid()}", hosts=3)
     the_lab.down()
-    started = time.monotonic()
-    the_lab.up()
-    print(f"\nlab {the_lab.name}: up in {time.monotonic() - started:.1f} s")
+    # A CI timeout sends SIGTERM: turn it into an interrupt, so the lab still comes down.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        started = time.monotonic()
+        the_lab.up()
+        print(f"\nlab {the_lab.name}: up in {time.monotonic() - started:.1f} s")
         yield the_lab
     finally:
         print(f"\nlab {the_lab.name}: down in {the_lab.down():.1f} s")
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture

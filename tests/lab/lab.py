@@ -16,6 +16,7 @@ Everything the lab creates is named after NAME, so labs with different names run
     python tests/lab/lab.py up [--name N] [--hosts 3] [--default-guests]
     python tests/lab/lab.py guest [--lab N] --host hv1 --name g1 --kind busy|idle
     python tests/lab/lab.py status [--name N]
+    python tests/lab/lab.py list
     python tests/lab/lab.py down [--name N]
     tests/lab/ctl N ansible-playbook -i tests/lab/run/N/inventory.yml playbook.yml
 """
@@ -693,13 +694,21 @@ class Lab:
             (self.node_dir("san") / "luns" / f"{name}.img").unlink(missing_ok=True)
             self._update_state(lambda s: s["guests"].pop(name, None))
 
+    def domstats(self, host: str, guest: str, *groups: str) -> dict[str, str]:
+        """``virsh domstats`` of one guest as {key: value}; groups like "--cpu-total", "--vcpu"."""
+        stats = {}
+        for line in self.virsh(host, "domstats", *groups, guest).splitlines()[1:]:
+            key, _sep, value = line.strip().partition("=")
+            if key:
+                stats[key] = value
+        return stats
+
     def cpu_seconds(self, host: str, guest: str) -> float:
         """CPU time the guest has used so far, in seconds (libvirt's cpu.time)."""
-        for line in self.virsh(host, "domstats", "--cpu-total", guest).splitlines():
-            key, _sep, value = line.strip().partition("=")
-            if key == "cpu.time":
-                return int(value) / 1e9
-        raise LabError(f"virsh domstats on {host} reports no cpu.time for {guest!r}")
+        stats = self.domstats(host, guest, "--cpu-total")
+        if "cpu.time" not in stats:
+            raise LabError(f"virsh domstats on {host} reports no cpu.time for {guest!r}")
+        return int(stats["cpu.time"]) / 1e9
 
     def domain_xml(self, name: str, kind: str, lun: int, kernel: str, initrd: str,
                    memory_mib: int = 96) -> str:
@@ -754,6 +763,18 @@ class Lab:
         return state
 
 
+def existing_labs() -> dict[str, list[str]]:
+    """Labs on this machine, by name: their namespaces (empty for a run dir without any)."""
+    labs: dict[str, list[str]] = {}
+    if RUN_ROOT.is_dir():
+        labs.update((d.name, []) for d in RUN_ROOT.iterdir() if NAME_RE.fullmatch(d.name))
+    for line in _run(["ip", "netns", "list"]).stdout.splitlines():
+        found = re.fullmatch(r"([a-z][a-z0-9]{0,9})-(hv[0-9]+|san|ctl|sw)", line.split()[0]) if line else None
+        if found:
+            labs.setdefault(found.group(1), []).append(found.group(0))
+    return labs
+
+
 def default_guests() -> dict[str, dict[str, str]]:
     """An unbalanced pool: hv1 carries the load, hv2 one idle guest, hv3 nothing."""
     return {"hv1": {"busy1": "busy", "idle1": "idle"}, "hv2": {"idle2": "idle"}}
@@ -776,6 +797,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up.add_argument("--default-guests", action="store_true", help=default_guests.__doc__)
     p_down = sub.add_parser("down", help="tear a lab down (idempotent)")
     p_status = sub.add_parser("status", help="print the lab's state as JSON")
+    sub.add_parser("list", help="list the labs on this machine (run dirs and namespaces)")
     p_exec = sub.add_parser("exec", help="run a command on a lab host (ctl, san, hvN)")
     p_exec.add_argument("node")
     p_exec.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -789,6 +811,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_guest.add_argument("--kind", choices=GUEST_KINDS, default="idle")
     args = parser.parse_args(argv)
 
+    if args.command == "list":
+        for name, netns in sorted(existing_labs().items()):
+            print(f"{name}: {' '.join(sorted(netns)) or '(no namespaces)'}")
+        return 0
     try:
         lab = Lab(args.lab, getattr(args, "hosts", 3))
         if args.command == "up":
