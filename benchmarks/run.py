@@ -9,6 +9,7 @@ PlanetLab trace replay; then the target verdicts. Exit code 0 even when a target
 (the misses are printed as MISSED lines) unless --check is given, then 1.
 """
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -196,7 +197,7 @@ def run_traces(quick):
     day_paths = traces.days()
     if not day_paths:
         print("\n== trace replay: no traces in %s, skipped" % traces.TRACE_DIR)
-        return
+        return None
     day_paths = day_paths[:1] if quick else day_paths
     planners = {"no balancing": lambda cluster, policy: []}
     planners.update(PLANNERS)
@@ -219,6 +220,7 @@ def run_traces(quick):
         print("   %-16s %10.1f %14d %14d %10d %12.2f" % (
             name, t["migrations"] / len(day_paths), t["over"], t["sustained"], t["ping_pong"],
             1000 * t["plan_seconds"] / max(1, t["plans"])))
+    return {"days": [os.path.basename(p)[:-4] for p in day_paths], "totals": totals}
 
 
 def main(argv=None):
@@ -227,6 +229,7 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per small scenario in a full run (default 3)")
     parser.add_argument("--no-traces", action="store_true", help="skip the PlanetLab replay")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure and verdict to FILE")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -238,8 +241,7 @@ def main(argv=None):
         print_scenario(result)
         results.append(result)
         sys.stdout.flush()
-    if not args.no_traces:
-        run_traces(args.quick)
+    replay = None if args.no_traces else run_traces(args.quick)
 
     checks = verdicts(results)
     print("\n== targets")
@@ -256,6 +258,10 @@ def main(argv=None):
         print("   xen.drs / exact migrations over %d small scenarios: mean %.3f, max %.3f"
               % (len(ratios), statistics.mean(ratios), max(ratios)))
     print("   benchmark wall time: %.1f s" % (time.perf_counter() - started))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"scenarios": results, "replay": replay,
+                       "targets": [{"target": t, "met": ok, "detail": d} for t, ok, d in checks]}, handle, indent=1)
     return 1 if args.check and missed else 0
 
 
