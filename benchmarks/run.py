@@ -259,6 +259,7 @@ def main(argv=None):
               % (len(ratios), statistics.mean(ratios), max(ratios)))
     print("   benchmark wall time: %.1f s" % (time.perf_counter() - started))
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"scenarios": results, "replay": replay,
                        "targets": [{"target": t, "met": ok, "detail": d} for t, ok, d in checks]}, handle, indent=1)
