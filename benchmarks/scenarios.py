@@ -4,14 +4,14 @@
 always give the same cluster. Every host's sample history reaches back further than ``max_over``
 minutes and stays on one side of ``load_threshold``: a host is sustained-overloaded exactly when
 its planning load (sum of guest CPU over cores) is above the threshold, so every planner sees the
-same overload. Anti-affinity groups are carried as ``aa:<group>`` tags; ``policy_for`` turns them
-into the policy's ``anti_affinity`` list.
+same overload. Policy rules travel as domain tags, which ``policy_for`` turns into the policy:
+``aa:<group>`` (anti-affinity group), ``pin:<host>,<host>`` (pin) and ``exclude``.
 """
 import math
 import random
 import uuid
 
-KINDS = ("uniform", "skewed", "one_hot", "hot_spots", "memory_bound", "anti_affinity")
+KINDS = ("uniform", "skewed", "one_hot", "hot_spots", "memory_bound", "anti_affinity", "constrained")
 NOW = 1_767_225_600  # 2026-01-01 00:00 UTC: a fixed clock keeps runs reproducible
 THRESHOLD = 0.75
 MAX_OVER = 10
@@ -54,6 +54,8 @@ def generate(kind, hosts, domains, seed, now=NOW):
         host["samples"] = _samples(rng, _load(host), now)
     if kind == "anti_affinity":
         _tag_anti_affinity(rng, cluster)
+    if kind == "constrained":
+        _tag_pins_and_exclusions(rng, cluster)
     return cluster
 
 
@@ -61,12 +63,16 @@ def policy_for(cluster, **overrides):
     """The benchmark policy for a generated cluster: contract defaults, the cluster's
     anti-affinity groups, the fixed clock, and no cap on migrations per plan (a cap would make
     every planner leave overload behind on large scenarios and hide the differences)."""
-    groups = {}
+    groups, pins, excluded = {}, {}, []
     for host in cluster:
         for dom in host["domains"]:
             for tag in dom.get("tags", ()):
                 if tag.startswith("aa:"):
                     groups.setdefault(tag, []).append(dom["name"])
+                elif tag.startswith("pin:"):
+                    pins[dom["name"]] = tag[len("pin:"):].split(",")
+                elif tag == "exclude":
+                    excluded.append(dom["name"])
     policy = {
         "load_threshold": THRESHOLD,
         "max_over": MAX_OVER,
@@ -76,8 +82,8 @@ def policy_for(cluster, **overrides):
         "cooldown": 60,
         "memory_reserve_mb": 512,
         "anti_affinity": [sorted(groups[tag]) for tag in sorted(groups)],
-        "pin": {},
-        "exclude": [],
+        "pin": pins,
+        "exclude": sorted(excluded),
         "maintenance": [],
         "interval": INTERVAL,
         "now": NOW,
@@ -158,6 +164,20 @@ def _free_mb(rng, free, used_mb):
     return rng.randint(low, high)
 
 
+def _tag_pins_and_exclusions(rng, cluster):
+    """Exclude 10% of the domains and pin 15% to their own host plus one or two others, biased to
+    the biggest CPU users, which a planner would otherwise pick first."""
+    names = [h["name"] for h in cluster]
+    for host in cluster:
+        for dom in sorted(host["domains"], key=lambda d: -d["cpu"])[:len(host["domains"]) // 2]:
+            draw = rng.random()
+            if draw < 0.2:
+                dom["tags"] = ["exclude"]
+            elif draw < 0.5:
+                others = rng.sample([n for n in names if n != host["name"]], min(len(names) - 1, rng.randint(1, 2)))
+                dom["tags"] = ["pin:" + ",".join(sorted([host["name"]] + others))]
+
+
 # Shapes: per host, cores, target load and how much memory is left free.
 ROOMY = ("share", 0.4, 1.0)
 
@@ -202,6 +222,10 @@ def _anti_affinity(rng, hosts):
     return _hot_spots(rng, hosts)
 
 
+def _constrained(rng, hosts):
+    return _hot_spots(rng, hosts)
+
+
 _SHAPES = {
     "uniform": _uniform,
     "skewed": _skewed,
@@ -209,4 +233,5 @@ _SHAPES = {
     "hot_spots": _hot_spots,
     "memory_bound": _memory_bound,
     "anti_affinity": _anti_affinity,
+    "constrained": _constrained,
 }

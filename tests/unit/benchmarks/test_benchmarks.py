@@ -58,6 +58,16 @@ def test_anti_affinity_groups_start_on_distinct_hosts():
         assert len({location[vm] for vm in group}) == len(group) >= 2
 
 
+def test_constrained_scenario_pins_and_excludes_running_domains():
+    cluster = scenarios.generate("constrained", 20, 400, 1)
+    location = {d["name"]: h["name"] for h in cluster for d in h["domains"]}
+    pol = scenarios.policy_for(cluster)
+    assert 20 <= len(pol["exclude"]) <= 60 and 30 <= len(pol["pin"]) <= 90
+    assert set(pol["exclude"]) <= set(location)
+    for vm, hosts in pol["pin"].items():
+        assert location[vm] in hosts and 2 <= len(hosts) <= 3
+
+
 def test_generator_rejects_unknown_kind():
     with pytest.raises(ValueError, match="'lukewarm'"):
         scenarios.generate("lukewarm", 4, 10, 1)
