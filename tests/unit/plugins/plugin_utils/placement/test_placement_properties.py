@@ -88,6 +88,13 @@ def test_plans_never_break_a_constraint_and_every_move_improves_the_measure(scen
     for move in result["migrations"]:
         # without a sustained history only maintenance makes a host shed
         assert move["source"] in maintenance or kinds[move["source"]] == "sustained"
+    # every running domain of a maintenance host leaves or is listed with its reason, once
+    accounted = [m["vm"] for m in result["migrations"]] + [s["vm"] for s in result["skipped"]]
+    for entry in cluster:
+        if entry["name"] in maintenance:
+            for name in (d["name"] for d in entry["domains"] if d["state"] == "running"):
+                assert accounted.count(name) == 1, name
+    assert all(s["reason"] for s in result["skipped"])
     assert json.loads(json.dumps(result)) == result
 
 
