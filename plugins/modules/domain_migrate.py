@@ -142,6 +142,10 @@ notes:
   - The module verifies the outcome by domain UUID on both hosts, so the destination must be reachable from the
     source at O(destination_uri) also with O(peer_to_peer=true).
   - Migration statistics come from libvirt's completed-job statistics. Drivers that keep none return an empty RV(job).
+  - On Xen (libvirt's libxl driver) the options that apply are O(live), O(peer_to_peer), O(tunnelled), O(persistent),
+    O(undefine_source) and O(migration_address). O(bandwidth_mib), O(max_downtime_ms), O(copy_storage) and O(unsafe)
+    are QEMU/KVM features that libvirt rejects for Xen, and the module then fails before anything moves.
+    If the driver cannot abort a job, reaching O(timeout) produces a warning and the migration runs to its end.
 seealso:
   - module: xen.drs.hypervisor_info
   - module: xen.drs.migration_record
@@ -295,6 +299,42 @@ class MigrationFailed(Exception):
         self.result = result
 
 
+class Watchdog:
+    """Aborts the domain's job (virDomainAbortJob) if it still runs ``seconds`` after entering the block."""
+
+    def __init__(self, domain, seconds):
+        self.domain = domain
+        self.seconds = seconds
+        self.fired = False
+        self.abort_error = None
+        self._timer = threading.Timer(seconds, self._abort)
+        self._timer.daemon = True
+
+    def _abort(self):
+        self.fired = True
+        try:
+            self.domain.abortJob()
+        except LibvirtError as err:  # the job ended at that moment, or the driver cannot abort jobs
+            self.abort_error = describe_error(err)
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._timer.cancel()
+        self._timer.join()  # an abort in progress finishes before its outcome is read
+
+    def explain(self, err):
+        """Why the migration call failed, given what the watchdog did."""
+        if not self.fired:
+            return describe_error(err)
+        if self.abort_error is None:
+            return f"timed out after {self.seconds} s and the migration job was aborted"
+        return (f"{describe_error(err)} (the {self.seconds} s timeout was reached, "
+                f"but aborting the job failed: {self.abort_error})")
+
+
 def check_options(params):
     for option in ("bandwidth_mib", "max_downtime_ms", "timeout"):
         if params[option] is not None and params[option] <= 0:
@@ -385,37 +425,28 @@ class Migration:
                               copy_storage=params["copy_storage"], unsafe=params["unsafe"])
         typed = migrate_params(self.migrate_uri, params["bandwidth_mib"])
         dconn = None if params["peer_to_peer"] else connect(self.destination_uri)
-        timed_out = threading.Event()
-
-        def abort():
-            timed_out.set()
-            try:
-                domain.abortJob()
-            except LibvirtError:
-                pass  # the job ended on its own at the same moment; the migrate call reports how
-
-        timer = threading.Timer(params["timeout"], abort)
-        timer.daemon = True
+        watchdog = Watchdog(domain, params["timeout"])
         started = time.monotonic()
         try:
             if params["max_downtime_ms"]:
                 domain.migrateSetMaxDowntime(params["max_downtime_ms"], 0)
-            timer.start()
-            if dconn is None:
-                domain.migrateToURI3(self.destination_uri, typed, flags)
-            else:
-                domain.migrate3(dconn, typed, flags)
+            with watchdog:
+                if dconn is None:
+                    domain.migrateToURI3(self.destination_uri, typed, flags)
+                else:
+                    domain.migrate3(dconn, typed, flags)
         except LibvirtError as err:
-            cause = (f"timed out after {params['timeout']} s and the migration job was aborted"
-                     if timed_out.is_set() else describe_error(err))
+            cause = watchdog.explain(err)
             raise MigrationFailed(
                 f"migrating {name} from {self.source} to {params['destination']} ({self.destination_uri}) "
                 f"failed: {cause}",
                 domain_state_after=source_state(self.src, uuid), **self.base_result(name, uuid)) from err
         finally:
-            timer.cancel()
             if dconn is not None:
                 dconn.close()
+        if watchdog.abort_error:
+            self.module.warn(f"the {params['timeout']} s timeout was reached but the job could not be aborted "
+                             f"({watchdog.abort_error}); the migration then completed")
         return time.monotonic() - started
 
     def verify(self, name, uuid):

@@ -63,7 +63,8 @@ class FakeDomain:
         self.job_stats = {}
         self.calls = []
         self.migrate_error = None  # a libvirtError to raise from the migration call
-        self.migrate_blocks = False  # True: the migration hangs until abortJob()
+        self.migrate_seconds = 0  # real seconds the migration takes, unless abortJob() ends it first
+        self.abort_error = None  # a libvirtError for abortJob() to raise (a driver that cannot abort)
         self.migrate_moves = True  # False: "succeeds" without moving (for verification tests)
         self.downtime_error = None
         self._aborted = threading.Event()
@@ -100,6 +101,8 @@ class FakeDomain:
 
     def abortJob(self):  # noqa: N802  pylint: disable=invalid-name
         self.calls.append(("abortJob",))
+        if self.abort_error is not None:
+            raise self.abort_error  # pylint: disable=raising-bad-type  # a libvirtError set by the test
         self._aborted.set()
 
     def migrateSetMaxDowntime(self, ms, flags=0):  # noqa: N802  pylint: disable=invalid-name
@@ -116,8 +119,7 @@ class FakeDomain:
         return self._migrate(dconn, flags)
 
     def _migrate(self, dest, flags):
-        if self.migrate_blocks:
-            self._aborted.wait(30)
+        if self.migrate_seconds and self._aborted.wait(self.migrate_seconds):
             raise libvirtError("operation aborted: migration out job: canceled by client",
                                FakeLibvirt.VIR_ERR_OPERATION_ABORTED)
         if self.migrate_error is not None:

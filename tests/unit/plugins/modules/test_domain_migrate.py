@@ -188,12 +188,35 @@ def test_failed_migration_names_the_cause_and_the_domain_stays(hosts, tmp_path, 
 def test_timeout_aborts_the_job(hosts, tmp_path, run_module):
     src = hosts[0]
     domain = src.domains[0]
-    domain.migrate_blocks = True
+    domain.migrate_seconds = 30
     result = run_module(domain_migrate, args(tmp_path, timeout=1))
     assert result["failed"] is True
     assert "timed out after 1 s and the migration job was aborted" in result["msg"]
     assert ("abortJob",) in domain.calls
     assert result["domain_state_after"] == "running" and names(src) == [("web1", True)]
+
+
+def test_timeout_on_a_driver_that_cannot_abort_warns_when_the_migration_completes(hosts, tmp_path, run_module):
+    src, dst = hosts
+    domain = src.domains[0]
+    domain.migrate_seconds = 1.5
+    domain.abort_error = libvirtError("this function is not supported by the connection driver: virDomainAbortJob",
+                                      FakeLibvirt.VIR_ERR_NO_SUPPORT)
+    result = run_module(domain_migrate, args(tmp_path, timeout=1))
+    assert result["changed"] is True and result["verified"] is True
+    assert any("1 s timeout was reached but the job could not be aborted" in w for w in result["warnings"])
+    assert names(src) == [] and names(dst) == [("web1", True)]
+
+
+def test_failure_after_a_failed_abort_names_both(hosts, tmp_path, run_module):
+    domain = hosts[0].domains[0]
+    domain.migrate_seconds = 1.5
+    domain.abort_error = libvirtError("virDomainAbortJob not supported", FakeLibvirt.VIR_ERR_NO_SUPPORT)
+    domain.migrate_error = libvirtError("migration failed: connection reset", FakeLibvirt.VIR_ERR_OPERATION_FAILED)
+    result = run_module(domain_migrate, args(tmp_path, timeout=1))
+    assert result["failed"] is True
+    assert "connection reset (the 1 s timeout was reached, but aborting the job failed" in result["msg"]
+    assert result["domain_state_after"] == "running"
 
 
 def test_unsupported_max_downtime_fails_before_migrating(hosts, tmp_path, run_module):
