@@ -73,6 +73,15 @@ def test_names_derive_from_the_lab_name():
 # -- the running lab -----------------------------------------------------------------------------
 
 
+def test_misuse_gets_clear_errors(lab):
+    with pytest.raises(lab_lib.LabError, match=f"lab '{lab.name}' already exists"):
+        lab_lib.Lab(lab.name).up()
+    with pytest.raises(lab_lib.LabError, match="'hv9' is not a hypervisor"):
+        lab.start_guest("hv9", "lt-nowhere", "idle")
+    with pytest.raises(lab_lib.LabError, match="unknown lab host 'db1'"):
+        lab.host_exec("db1", "true")
+
+
 def test_each_hypervisor_has_its_own_libvirtd(lab):
     uuids = {}
     for host in lab.hypervisors:
@@ -136,20 +145,32 @@ def test_guests_boot_on_their_iscsi_disks(lab, make_guests):
     assert lab.virsh("hv3", "dominfo", "lt-disk").count("Persistent:     yes") == 1
 
 
+def cpu_figures(lab, host: str, guest: str) -> tuple[float, float]:
+    """(CPU seconds used, seconds the vCPU wanted a CPU: used + waited in the run queue)."""
+    stats = lab.domstats(host, guest, "--cpu-total", "--vcpu")
+    return int(stats["cpu.time"]) / 1e9, (int(stats["vcpu.0.time"]) + int(stats["vcpu.0.delay"])) / 1e9
+
+
 def test_busy_guest_burns_cpu_and_idle_guest_does_not(lab, make_guests):
     make_guests({"hv1": {"lt-busy": "busy", "lt-idle": "idle"}})
     for guest in ("lt-busy", "lt-idle"):  # measure after boot, which costs CPU on any guest
-        wait_for(lambda g=guest: ticks(lab.console("hv1", g)), 90, f"{guest} to boot")
-    before = {g: lab.cpu_seconds("hv1", g) for g in ("lt-busy", "lt-idle")}
+        wait_for(lambda g=guest: ticks(lab.console("hv1", g)), 120, f"{guest} to boot")
+    before = {g: cpu_figures(lab, "hv1", g) for g in ("lt-busy", "lt-idle")}
     started = time.monotonic()
-    time.sleep(6)
+    time.sleep(8)
     elapsed = time.monotonic() - started
-    rate = {g: (lab.cpu_seconds("hv1", g) - before[g]) / elapsed for g in before}
-    print(f"\nCPU seconds per second: busy {rate['lt-busy']:.2f}, idle {rate['lt-idle']:.2f}")
-    # ~1.0 against ~0.02 on a quiet machine. Other labs' busy guests may share the 2 CPUs, which
-    # slows the busy guest down but not the idle one up: compare the two, with a wide margin.
-    assert rate["lt-busy"] > 0.1
-    assert rate["lt-busy"] > 5 * rate["lt-idle"]
+    used, wanted = {}, {}
+    for guest, (used_before, wanted_before) in before.items():
+        used_now, wanted_now = cpu_figures(lab, "hv1", guest)
+        used[guest] = (used_now - used_before) / elapsed
+        wanted[guest] = (wanted_now - wanted_before) / elapsed
+    print(f"\nCPU seconds per second, used/wanted: busy {used['lt-busy']:.2f}/{wanted['lt-busy']:.2f}, "
+          f"idle {used['lt-idle']:.2f}/{wanted['lt-idle']:.2f}")
+    # The busy vCPU always wants a whole CPU; how much it gets depends on what else runs on the
+    # machine's 2 CPUs (about 1.0 when nothing does), so "used" is compared, not bounded below.
+    assert wanted["lt-busy"] > 0.8
+    assert used["lt-idle"] < 0.15
+    assert used["lt-busy"] > 1.5 * used["lt-idle"]
 
 
 def test_live_migration_over_iscsi_keeps_the_guest_running(lab, make_guests):

@@ -598,8 +598,11 @@ class Lab:
 
     # -- running things in the lab ------------------------------------------------------------
 
-    def _enter(self, node: str, cwd: str | Path = "/") -> list[str]:
-        """nsenter prefix for ``node``'s network, mount and UTS namespaces, starting in ``cwd``."""
+    def enter(self, node: str, cwd: str | Path | None = None) -> list[str]:
+        """nsenter prefix for ``node``'s network, mount and UTS namespaces (e.g. for Popen).
+
+        The command starts in ``cwd``, by default the caller's current directory.
+        """
         hosts = self.state()["hosts"]
         if node not in hosts:
             raise LabError(f"unknown lab host {node!r}: this lab has {', '.join(hosts)}")
@@ -607,13 +610,15 @@ class Lab:
         if not anchor or not _alive(anchor):
             raise LabError(f"lab {self.name}: {node} is not running")
         # Entering a mount namespace moves to its root: --wd sets the directory to start in.
-        return ["nsenter", "-t", str(anchor[0]), "-n", "-m", "-u", f"--wd={cwd}", "--"]
+        return ["nsenter", "-t", str(anchor[0]), "-n", "-m", "-u", f"--wd={cwd or os.getcwd()}", "--"]
+
+    _enter = enter  # the name tests used first
 
     def host_exec(self, host: str, cmd: str | Sequence[str], check: bool = True,
                   input: str | None = None, timeout: float | None = 120) -> subprocess.CompletedProcess:
         """Run cmd (a list, or a string for bash -c) on a lab host, as root in its namespaces."""
         argv = ["bash", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        return _run(self._enter(host) + argv, check=check, input=input, env=HOST_ENV, timeout=timeout)
+        return _run(self.enter(host, "/") + argv, check=check, input=input, env=HOST_ENV, timeout=timeout)
 
     def ctl_env(self) -> dict[str, str]:
         """Environment for the controller: the repo's venv and the collection on Ansible's path."""
@@ -635,7 +640,7 @@ class Lab:
         argv = ["bash", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         full_env = self.ctl_env()
         full_env.update(env or {})
-        return _run(self._enter("ctl", cwd or REPO) + argv, check=check, input=input, env=full_env,
+        return _run(self.enter("ctl", cwd or REPO) + argv, check=check, input=input, env=full_env,
                     timeout=timeout)
 
     def virsh(self, host: str, *args: str, check: bool = True) -> str:
@@ -831,7 +836,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"guest {args.guest} ({args.kind}) started on {args.host}")
         elif args.command == "exec":
             cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-            enter = lab._enter(args.node, os.getcwd())  # pylint: disable=protected-access
+            enter = lab.enter(args.node)
             env = lab.ctl_env() if args.node == "ctl" else HOST_ENV
             os.execvpe(enter[0], enter + (cmd or ["bash"]), env)
     except LabError as exc:
