@@ -144,10 +144,10 @@ def minimum_migrations(cluster, policy, time_limit=20.0, reach=None, direct_only
                 [(col, float(mem[vm])) for vm, col in incoming[host]] + leaving + [(y[host], big)])
             limit = pol["max_vm_per_host"]
             if limit is not None:
-                big_n = len(incoming[host]) + placement.count[host]
+                big_n = len(incoming[host]) + len(placement.members[host])
                 count_terms = [(col, -1.0) for vm in sorted(placement.members[host]) for col in outgoing.get(vm, ())]
                 count_terms += [(col, 1.0) for _vm, col in incoming[host]] + [(y[host], big_n)]
-                row(-inf, limit - placement.count[host] + big_n, count_terms)
+                row(-inf, limit - len(placement.members[host]) + big_n, count_terms)
 
     for group in pol["anti_affinity"]:
         members = [vm for vm in group if vm in placement.domains]

@@ -59,13 +59,11 @@ class Placement:
         self.domains = {}
         self.location = {}
         self.cpu_used = {}
-        self.count = {}
         self.taken_mb = {}  # memory taken in minus memory freed by the plan so far
         self.members = {}
         for host in cluster:
             name = host["name"]
             self.cpu_used[name] = 0.0
-            self.count[name] = 0
             self.taken_mb[name] = 0
             self.members[name] = set()
             for dom in running(host):
@@ -73,7 +71,6 @@ class Placement:
                 self.location[dom["name"]] = name
                 self.members[name].add(dom["name"])
                 self.cpu_used[name] += dom["cpu"]
-                self.count[name] += 1
         self.maintenance = set(self.policy["maintenance"]) | {h["name"] for h in cluster if h.get("maintenance")}
         self.excluded = set(self.policy["exclude"])
         self.pins = {vm: set(hosts) for vm, hosts in self.policy["pin"].items()}
@@ -81,7 +78,6 @@ class Placement:
         for group in self.policy["anti_affinity"]:
             for vm in group:
                 self.groups_of.setdefault(vm, []).append(set(group))
-        self.moved = []
         self.moved_vms = set()
 
     def load(self, host):
@@ -124,7 +120,7 @@ class Placement:
         if self.domains[vm]["memory_mb"] > self.free_mb(dest):
             return "memory on %s" % dest
         limit = self.policy["max_vm_per_host"]
-        if limit is not None and self.count[dest] + 1 > limit:
+        if limit is not None and len(self.members[dest]) + 1 > limit:
             return "max_vm_per_host on %s" % dest
         for group in self.groups_of.get(vm, ()):
             if any(self.location.get(other) == dest for other in group if other != vm):
@@ -138,13 +134,10 @@ class Placement:
         source = self.location[vm]
         dom = self.domains[vm]
         self.cpu_used[source] -= dom["cpu"]
-        self.count[source] -= 1
         self.members[source].discard(vm)
         self.cpu_used[dest] += dom["cpu"]
-        self.count[dest] += 1
         self.members[dest].add(vm)
         self.taken_mb[source] -= dom["memory_mb"]
         self.taken_mb[dest] += dom["memory_mb"]
         self.location[vm] = dest
-        self.moved.append((vm, source, dest))
         self.moved_vms.add(vm)

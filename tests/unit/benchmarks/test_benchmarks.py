@@ -176,3 +176,15 @@ def test_replay_counts_overload_sustained_and_ping_pong():
     moved = traces.replay(flip, rows, hosts=2, cpus=1, mean_load=0.47)
     assert moved["migrations"] == 5
     assert moved["ping_pong"] == 4  # every move after the first goes back to a host left a step ago
+
+
+def test_every_planner_honours_max_vm_per_host():
+    exact = pytest.importorskip("exact", reason="highspy not installed")
+    cluster = hand_made()
+    capped = policy(cluster, max_vm_per_host=2)  # h2 and h3 run one domain each: one more fits on each
+    solved = exact.minimum_migrations(cluster, capped)
+    assert solved["overloaded"] == 0 and len(solved["migrations"]) == 2
+    capped = policy(cluster, max_vm_per_host=1)  # nothing may land anywhere
+    assert exact.minimum_migrations(cluster, capped)["migrations"] == []
+    for name, planner in baselines.PLANNERS.items():
+        assert planner(cluster, capped) == [], name
