@@ -23,7 +23,9 @@ description:
   - Taking a lock already held by the same O(owner) changes nothing. Releasing a lock held by another
     owner, or no lock at all, changes nothing either.
 author:
-  - xen.drs contributors
+  - xen.drs maintainers (@xen-drs)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   owner:
     description:
@@ -56,6 +58,8 @@ options:
         C(cron on ctl1).
     type: str
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Reports whether the lock could be taken or released, and writes nothing.

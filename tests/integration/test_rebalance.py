@@ -20,7 +20,6 @@ import json
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -175,13 +174,14 @@ def test_a_run_is_refused_while_another_holds_the_lock(lab, pool):
             time.sleep(0.5)
         held = host_files(lab)
         placement = demo.placement(lab)
-        rc, output, _wall = rebalance(lab, pool)
+        rc, output, wall = rebalance(lab, pool)
+        print(f"refused run: {wall:.1f} s")
         assert rc != 0
         assert "refusing to run" in output and "held by run" in output
         assert host_files(lab) == held  # the first run's locks are untouched
         assert demo.placement(lab) == placement
     finally:
-        first_output, _ = first.communicate(timeout=600)
+        first_output = first.communicate(timeout=600)[0]
     assert first.returncode == 0, first_output[-4000:]
     assert all(lab.host_exec(h, ["test", "-e", LOCK_FILE], check=False).returncode != 0 for h in lab.hypervisors)
 
