@@ -206,11 +206,10 @@ def _parse_samples(where, data):
 
 
 _INF = float("inf")
-_PLAIN_NUMBER = (int, float)
 
 
 def _plain_domain(host_name, data):
-    """The common case in one go: plain, well-typed values and no optional fields.
+    """The common case in one go: well-typed values and no optional fields.
 
     Returns None for anything else, which _parse_domain then checks field by field to explain.
     """
@@ -220,13 +219,13 @@ def _plain_domain(host_name, data):
         optional = data.get("last_migration") is not None or data.get("tags") is not None
     except (KeyError, TypeError, AttributeError):
         return None
-    # type() is not isinstance(): bool (an int) and tagged strings take the careful path.
-    if (optional or type(name) is not str or not name or type(uuid) is not str or not uuid
-            or type(state) is not str or not state or type(vcpus) is not int or vcpus < 0
-            or type(memory_mb) not in _PLAIN_NUMBER or not 0 <= memory_mb < _INF
-            or type(cpu) not in _PLAIN_NUMBER or not 0 <= cpu < _INF):
+    if (optional or not (isinstance(name, str) and isinstance(uuid, str) and isinstance(state, str))
+            or not (name and uuid and state)
+            or not isinstance(vcpus, int) or isinstance(vcpus, bool) or vcpus < 0
+            or not _is_number(memory_mb) or not 0 <= memory_mb < _INF  # the comparisons also reject NaN
+            or not _is_number(cpu) or not 0 <= cpu < _INF):
         return None
-    return Domain(name, uuid, host_name, vcpus, memory_mb, cpu, state)
+    return Domain(str(name), str(uuid), host_name, vcpus, memory_mb, cpu, str(state))
 
 
 def _parse_domain(host_name, index, data):
