@@ -66,10 +66,9 @@ def make_guests(lab):  # pylint: disable=redefined-outer-name
     made: list[str] = []
 
     def start(spec: dict[str, dict[str, str]]) -> list[str]:
-        for host, guests in spec.items():
-            for name, kind in guests.items():
-                lab.start_guest(host, name, kind)
-                made.append(name)
+        # Recorded first: if one fails to start, the others are still removed.
+        made.extend(name for guests in spec.values() for name in guests)
+        lab.start_guests(spec)
         return list(made)
 
     yield start

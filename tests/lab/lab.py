@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -287,9 +288,7 @@ class Lab:
             self._start_nodes()
             self._wait_booted()
             self._record_pids()
-            for host, spec in (guests or {}).items():
-                for guest, kind in spec.items():
-                    self.start_guest(host, guest, kind)
+            self.start_guests(guests or {})
         except BaseException:
             with contextlib.suppress(LabError):
                 self.down()
@@ -450,14 +449,13 @@ class Lab:
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
 
     def _start_nodes(self) -> None:
-        hierarchies = _cgroup_hierarchies()
         for node in self.nodes:
             node_dir = self.node_dir(node)
             cgroup_dirs = [Path(p) for p in self.state()["hosts"][node].get("cgroups", [])]
-            for (mountpoint, _opts, _path), cgroup in zip(hierarchies, cgroup_dirs):
+            for cgroup in cgroup_dirs:
                 cgroup.mkdir(exist_ok=True)
-                if mountpoint.name == "cpuset":  # a new cpuset has no CPUs until given some
-                    for knob in ("cpuset.cpus", "cpuset.mems"):
+                for knob in ("cpuset.cpus", "cpuset.mems"):  # a new cpuset has no CPUs until given some
+                    if (cgroup / knob).exists():
                         (cgroup / knob).write_text((cgroup.parent / knob).read_text())
             unshare = ["unshare", "--mount", "--propagation", "slave", "--uts"]
             if cgroup_dirs:
@@ -680,6 +678,14 @@ class Lab:
             backing.unlink(missing_ok=True)
             self._update_state(lambda s: s["guests"].pop(name, None))
             raise
+
+    def start_guests(self, guests: dict[str, dict[str, str]]) -> None:
+        """start_guest() for each of {host: {guest: kind}}, in parallel (each mostly waits on virsh)."""
+        self._check_guest_spec(guests)
+        wanted = [(host, guest, kind) for host, spec in guests.items() for guest, kind in spec.items()]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for future in [pool.submit(self.start_guest, *args) for args in wanted]:
+                future.result()
 
     def where(self, guest: str) -> list[str]:
         """The hypervisors on which ``guest`` is defined (one, unless something went wrong)."""
