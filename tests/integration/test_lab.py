@@ -191,6 +191,20 @@ def test_live_migration_over_iscsi_keeps_the_guest_running(lab, make_guests):
     wait_for(lambda: lun_tick(lab, "lt-mig") > last_on_hv1 + 1, 30, "a post-migration tick on the LUN")
 
 
+def test_libvirtd_outage_leaves_guests_running(lab, make_guests):
+    make_guests({"hv3": {"lt-outage": "idle"}})
+    domain_id = lab.virsh("hv3", "domid", "lt-outage").strip()
+    lab.stop_libvirtd("hv3")
+    try:
+        refused = lab.ctl(["virsh", "-c", lab.uri("hv3"), "list"], check=False)
+        assert refused.returncode != 0 and "unable to connect" in refused.stderr
+    finally:
+        lab.start_libvirtd("hv3")
+    # The same QEMU process, found again by the new libvirtd: not restarted.
+    assert lab.virsh("hv3", "domid", "lt-outage").strip() == domain_id
+    assert lab.virsh("hv3", "domstate", "lt-outage").strip() == "running"
+
+
 def lab_processes(name: str) -> list[str]:
     """Command lines of live processes that mention the lab (its run dir or its iSCSI target)."""
     marks = (f"/tests/lab/run/{name}/", f"xen-drs:{name}")

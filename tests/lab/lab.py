@@ -596,7 +596,7 @@ class Lab:
 
     # -- running things in the lab ------------------------------------------------------------
 
-    def enter(self, node: str, cwd: str | Path | None = None) -> list[str]:
+    def enter(self, node: str, cwd: str | Path | None = None, cgroup_ns: bool = False) -> list[str]:
         """nsenter prefix for ``node``'s network, mount and UTS namespaces (e.g. for Popen).
 
         The command starts in ``cwd``, by default the caller's current directory.
@@ -608,7 +608,8 @@ class Lab:
         if not anchor or not _alive(anchor):
             raise LabError(f"lab {self.name}: {node} is not running")
         # Entering a mount namespace moves to its root: --wd sets the directory to start in.
-        return ["nsenter", "-t", str(anchor[0]), "-n", "-m", "-u", f"--wd={cwd or os.getcwd()}", "--"]
+        return ["nsenter", "-t", str(anchor[0]), "-n", "-m", "-u", *(["-C"] if cgroup_ns else []),
+                f"--wd={cwd or os.getcwd()}", "--"]
 
     _enter = enter  # the name tests used first
 
@@ -644,6 +645,27 @@ class Lab:
     def virsh(self, host: str, *args: str, check: bool = True) -> str:
         """Run virsh against ``host``'s own libvirtd; return its output."""
         return self.host_exec(host, ["virsh", "-c", "qemu:///system", *args], check=check).stdout
+
+    def stop_libvirtd(self, host: str) -> None:
+        """Stop ``host``'s libvirtd (SIGTERM, by its recorded PID). Its guests keep running."""
+        record = self.state()["hosts"][host]["pids"].get("libvirtd")
+        if not record or not _alive(record):
+            return
+        os.kill(record[0], signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while _alive(record):
+            if time.monotonic() > deadline:
+                os.kill(record[0], signal.SIGKILL)
+            time.sleep(0.1)
+
+    def start_libvirtd(self, host: str) -> None:
+        """Start ``host``'s libvirtd again after stop_libvirtd(); it reconnects to running guests."""
+        if host not in self.hypervisors:
+            raise LabError(f"host {host!r} is not a hypervisor of lab {self.name}")
+        env = dict(HOST_ENV, NODE=host, NODE_DIR=str(self.node_dir(host)))
+        _run(self.enter(host, "/", cgroup_ns=True) + ["bash", str(NODE_SH), "start-libvirtd"], env=env)
+        pid = _read_pid(self.node_dir(host) / HV_DIRS["/run/libvirt"] / "libvirtd.pid")
+        self._update_state(lambda s: s["hosts"][host]["pids"].update(libvirtd=_pid_record(pid)))
 
     # -- guests -------------------------------------------------------------------------------
 

@@ -3,9 +3,9 @@
 # (hypervisors also get a cgroup namespace), as the child of the node's anchor process, with
 # NODE, NODE_ROLE, NODE_DIR, NODE_ADDR (and LAB_IQN on the storage node) in the environment.
 # Everything it mounts is seen by this node only; it exits once the node's daemons answer.
+# `node.sh start-libvirtd` starts a hypervisor's libvirtd again after Lab.stop_libvirtd().
 set -euo pipefail
 cd "$NODE_DIR"
-hostname "$NODE"
 
 # Wait up to 20 s for a command to succeed.
 wait_for() {
@@ -14,6 +14,21 @@ wait_for() {
     echo "node.sh: $what did not come up on $NODE" >&2
     return 1
 }
+
+start_libvirtd() {
+    libvirtd -d -l -p /run/libvirt/libvirtd.pid
+    wait_for libvirtd virsh -c qemu:///system uri
+}
+
+if [[ ${1:-boot} == start-libvirtd ]]; then
+    # Run through nsenter, already in the node's namespaces (its cgroup namespace too) but not in
+    # its cgroups: join them, so libvirt finds its guests' cgroups where it left them.
+    for procs in /sys/fs/cgroup/*/cgroup.procs; do echo $$ >"$procs"; done
+    start_libvirtd
+    exit 0
+fi
+
+hostname "$NODE"
 
 if [[ -s cgroups ]]; then
     # `ip netns exec` remounted /sys, hiding the cgroup mounts. Mount each hierarchy again:
@@ -40,9 +55,8 @@ start_sshd() {
 case $NODE_ROLE in
 hv)
     virtlogd -d -p /run/libvirt/virtlogd.pid
-    libvirtd -d -l -p /run/libvirt/libvirtd.pid
+    start_libvirtd
     start_sshd
-    wait_for libvirtd virsh -c qemu:///system uri
     ;;
 san)
     # tgtd ignores SIGTERM: lab.py stops it with SIGKILL, by PID.
