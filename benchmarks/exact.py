@@ -173,14 +173,25 @@ def minimum_migrations(cluster, policy, time_limit=20.0, reach=None, direct_only
     values = highs.getSolution().col_value
     if info.primal_solution_status != 2 or len(values) != count:  # 2: a feasible solution exists
         return {"migrations": None, "overloaded": None, "status": status, "bound": None}
-    plan = [{"vm": vm, "source": home[vm], "destination": dest}
-            for (vm, dest), col in sorted(x.items(), key=lambda item: item[1]) if values[col] > 0.5]
+    chosen = [{"vm": vm, "source": home[vm], "destination": dest}
+              for (vm, dest), col in sorted(x.items(), key=lambda item: item[1]) if values[col] > 0.5]
     result = Placement(cluster, policy)
-    for move in plan:
-        result.move(move["vm"], move["destination"])
+    plan = _executable_order(result, chosen)
     return {
         "migrations": plan,
         "overloaded": sum(1 for load in result.loads().values() if load > threshold),
         "status": "optimal" if status == "Optimal" else status,
         "bound": info.mip_dual_bound,
     }
+
+
+def _executable_order(placement, moves):
+    """Order ``moves`` so each one is allowed when it runs (a domain leaving a host first makes
+    the memory room a later arrival counts on); applies them to ``placement``."""
+    ordered, pending = [], list(moves)
+    while pending:
+        ready = next((m for m in pending if placement.why_not_to(m["vm"], m["destination"]) is None), pending[0])
+        pending.remove(ready)
+        placement.move(ready["vm"], ready["destination"])
+        ordered.append(ready)
+    return ordered

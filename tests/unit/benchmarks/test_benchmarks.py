@@ -188,3 +188,18 @@ def test_every_planner_honours_max_vm_per_host():
     assert exact.minimum_migrations(cluster, capped)["migrations"] == []
     for name, planner in baselines.PLANNERS.items():
         assert planner(cluster, capped) == [], name
+
+
+def test_exact_plan_makes_room_first():
+    """a (8 GiB) can only leave h1 for h3, and only once b has left h3 for h4 (h4 has CPU for b, not a)."""
+    exact = pytest.importorskip("exact", reason="highspy not installed")
+    cluster = [
+        host("h1", 10, 65536, [("a", 2.0, 8192), ("k", 7.5, 1024)]),
+        host("h2", 10, 4096, [("m", 2.0, 1024)]),
+        host("h3", 10, 1024, [("b", 0.2, 8192)]),
+        host("h4", 10, 16384, [("n", 6.0, 1024)]),
+    ]
+    solved = exact.minimum_migrations(cluster, policy(cluster))
+    assert [(m["vm"], m["destination"]) for m in solved["migrations"]] == [("b", "h4"), ("a", "h3")]
+    result = metrics.evaluate(cluster, solved["migrations"], policy(cluster))
+    assert result["violations"] == [] and result["overloaded"] == 0
