@@ -14,7 +14,8 @@ Constraints, the same rules xen.drs and the baselines obey (rules.py):
 Objective: minimise migrations + W * (hosts left overloaded), W larger than any migration count,
 i.e. first clear as many overloaded hosts as possible, then use as few migrations as possible.
 Any domain may move, not only those on overloaded hosts, so chains count: this is the true minimum
-under the shared rules, a lower bound for any planner that obeys them.
+under the shared rules, a lower bound for any planner that obeys them. Evacuating maintenance
+hosts is not modelled (they are only excluded as destinations): no generated scenario has one.
 
 When some host cannot be cleared, "fewest migrations" alone would stop at zero moves for it, while a
 planner that also lowers what it cannot clear (xen.drs does) pays extra migrations for that. So
