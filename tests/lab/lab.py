@@ -251,7 +251,6 @@ class Lab:
 
     def _update_state(self, change: Callable[[dict], None]) -> dict:
         """Apply change() to lab.json under a lock (the CLI and tests may update it at once)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / ".lock", "w", encoding="utf-8") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             state = self._load_state() or {}
@@ -671,6 +670,7 @@ class Lab:
 
     def start_guest(self, host: str, name: str, kind: str = "idle", memory_mib: int = 96) -> None:
         """Define and start a tiny guest on ``host`` whose disk is its own iSCSI LUN on san."""
+        self.state()  # the lab must be up
         self._check_guest(name, kind)
         if host not in self.hypervisors:
             raise LabError(f"host {host!r} is not a hypervisor of lab {self.name} "
