@@ -43,9 +43,10 @@ def demo_policy(hv1_load: float) -> dict:
         "load_threshold": round(min(0.6, 0.7 * hv1_load), 3),
         "max_load_candidate": round(min(0.55, 0.6 * hv1_load), 3),
         "max_over": 1,
-        # Runs are back to back; 2 x interval is the longest gap between samples that still counts as
-        # watched, and a run takes 20-70 s depending on how busy the machine is.
-        "interval": 1,
+        # Runs are back to back, but 2 x interval is the longest gap between recorded samples that
+        # still counts as watched: a run takes 20-70 s depending on how busy the machine is, and a
+        # --check run in between records nothing.
+        "interval": 2,
         "cooldown": 5,
     }
 

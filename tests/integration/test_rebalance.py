@@ -66,11 +66,11 @@ def reports(pool):  # pylint: disable=redefined-outer-name
     return sorted(pool["reports"].glob("xen-drs-*"))
 
 
-def host_files(lab):
+def host_files(lab, paths=(STATE_FILE, LOCK_FILE)):
     """sha256 of every hypervisor's state file and lock file (None when absent)."""
     digests = {}
     for host in lab.hypervisors:
-        for path in (STATE_FILE, LOCK_FILE):
+        for path in paths:
             proc = lab.host_exec(host, ["cat", path], check=False)
             digests[(host, path)] = hashlib.sha256(proc.stdout.encode()).hexdigest() if proc.returncode == 0 else None
     return digests
@@ -163,7 +163,7 @@ def test_second_run_moves_nothing(lab, pool):
 
 def test_a_run_is_refused_while_another_holds_the_lock(lab, pool):
     slow = demo.playbook_command(lab, "rebalance.yml", pool["reports"], pool["policy"],
-                                 "--extra-vars", '{"xen_drs_sample_seconds": 20}')
+                                 "--extra-vars", '{"xen_drs_sample_seconds": 40}')
     first = subprocess.Popen(lab._enter("ctl") + slow, env=lab.ctl_env(), cwd=str(demo.REPO),  # pylint: disable=protected-access
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -172,13 +172,14 @@ def test_a_run_is_refused_while_another_holds_the_lock(lab, pool):
                       for h in lab.hypervisors):
             assert first.poll() is None and time.monotonic() < deadline, "the first run never held the locks"
             time.sleep(0.5)
-        held = host_files(lab)
+        held = host_files(lab, [LOCK_FILE])
         placement = demo.placement(lab)
         rc, output, wall = rebalance(lab, pool)
         print(f"refused run: {wall:.1f} s")
         assert rc != 0
         assert "refusing to run" in output and "held by run" in output
-        assert host_files(lab) == held  # the first run's locks are untouched
+        assert first.poll() is None, "the first run ended before the second one was refused"
+        assert host_files(lab, [LOCK_FILE]) == held  # the first run's locks are untouched
         assert demo.placement(lab) == placement
     finally:
         first_output = first.communicate(timeout=600)[0]
