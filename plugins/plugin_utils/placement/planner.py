@@ -27,7 +27,7 @@ from bisect import bisect_left, insort
 
 from .constraints import cooldown_reason, first_violation
 from .history import SUSTAINED, judge, minutes
-from .model import parse_cluster, parse_policy, PlacementError
+from .model import parse_cluster, parse_policy
 
 OK = "ok"
 OVERLOADED = "overloaded"
@@ -126,9 +126,6 @@ CHEAP_RULES = (
 class _Planner:
     def __init__(self, hosts, policy):
         self.policy = policy
-        unknown = sorted(policy.maintenance - {h.name for h in hosts})
-        if unknown:
-            raise PlacementError(f"policy: field 'maintenance' names unknown host {unknown[0]!r}")
         self.hosts = hosts
         self.states = {h.name: _HostState(h, h.maintenance or h.name in policy.maintenance) for h in hosts}
         self.placement = {d.name: h.name for h in hosts for d in h.running}
