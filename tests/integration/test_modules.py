@@ -232,3 +232,48 @@ def test_timeout_aborts_the_migration_and_the_guest_stays(lab, guests):
     assert running_on(lab, TRAVELLER) == [source]
     last = ticks(lab.console(source, TRAVELLER))[-1]
     wait_for(lambda: ticks(lab.console(source, TRAVELLER))[-1] > last, 30, f"{TRAVELLER} to keep ticking")
+
+
+@pytest.fixture
+def local_disk_guest(lab, tmp_path):
+    """A guest on hv1 whose disk is a plain file on hv1's local file system (not shared storage)."""
+    name = "mod-local"
+    disk = tmp_path / f"{name}.img"
+    disk.write_bytes(b"")
+    disk.open("r+b").truncate(4 * 1024 * 1024)
+    state = lab.state()
+    xml = f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>96</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{state['kernel']}</kernel><initrd>{state['initrd']}</initrd>
+    <cmdline>console=ttyS0 quiet panic=1 xdrs.kind=idle</cmdline></os>
+  <features><acpi/></features>
+  <on_reboot>destroy</on_reboot>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'><driver name='qemu' type='raw' cache='none'/>
+      <source file='{disk}'/><target dev='vda' bus='virtio'/></disk>
+    <serial type='file'><source path='/var/log/libvirt/qemu/{name}.console' append='on'/><target port='0'/></serial>
+    <controller type='usb' model='none'/><memballoon model='none'/>
+  </devices>
+</domain>"""
+    lab.host_exec("hv1", ["virsh", "-c", "qemu:///system", "define", "/dev/stdin"], input=xml)
+    try:
+        lab.virsh("hv1", "start", name)
+        wait_for(lambda: ticks(lab.console("hv1", name)), 300, f"{name} to boot")
+        yield name
+    finally:
+        for host in lab.where(name):
+            lab.virsh(host, "destroy", name, check=False)
+            lab.virsh(host, "undefine", name)
+
+
+def test_unsafe_storage_is_refused_by_name_and_the_guest_stays(lab, local_disk_guest):
+    moved, _recorded, _seconds = migrate(lab, local_disk_guest, "hv1", "hv2")
+    print(f"\nrefused: {moved.get('msg')}")
+    assert moved["failed"] is True
+    assert "unsafe migration" in moved["msg"] and "copy_storage" in moved["msg"]
+    assert moved["domain_state_after"] == "running"
+    assert running_on(lab, local_disk_guest) == ["hv1"]
