@@ -236,7 +236,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    print("xen.drs placement benchmark (%s run); load average %.1f on %d cores; times are best of 3-5 runs"
+    print("xen.drs placement benchmark (%s run); load average %.1f on %d cores; xen.drs times are best of 3-5 runs"
           % ("quick" if args.quick else "full", os.getloadavg()[0], os.cpu_count()))
     results = []
     for kind, hosts, domains, seed, solve in scenario_list(args.quick, args.seeds):
