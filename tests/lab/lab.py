@@ -160,7 +160,9 @@ def _anchor(node_dir: str, boot_cmd: list[str]) -> None:
     """
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     rc = subprocess.call(boot_cmd)
-    Path(node_dir, "boot.rc").write_text(f"{rc}\n", encoding="utf-8")
+    part = Path(node_dir, "boot.rc.part")  # lab.py polls for boot.rc: it must appear complete
+    part.write_text(f"{rc}\n", encoding="utf-8")
+    os.replace(part, Path(node_dir, "boot.rc"))
     while True:
         try:
             os.wait()
