@@ -35,21 +35,14 @@ MAX_WARM_UP_RUNS = 8
 @pytest.fixture(scope="module")
 def pool(lab, tmp_path_factory):
     """The loaded pool, its policy and a report directory; guests removed at the end."""
-    spec = {"hv1": {BUSY[0]: "busy", BUSY[1]: "busy", IDLE_HV1: "idle"}, "hv2": {IDLE_HV2: "idle"}}
-    made = []
     try:
-        for host, guests in spec.items():
-            for name, kind in guests.items():
-                lab.start_guest(host, name, kind)
-                made.append(name)
-        time.sleep(3)  # boot before measuring
-        load = demo.host_load(lab, "hv1")
-        policy = demo.demo_policy(load)
-        print(f"\nhv1 load with two busy guests: {load:.2f}; policy {policy}")
+        policy = demo.load_pool(lab, prefix="rb-")
+        print(f"\npolicy {policy}")
         yield {"policy": policy, "reports": tmp_path_factory.mktemp("reports")}
     finally:
-        for name in made:
-            lab.remove_guest(name)
+        for name in (*BUSY, IDLE_HV1, IDLE_HV2):
+            if name in lab.state()["guests"]:
+                lab.remove_guest(name)
 
 
 def rebalance(lab, pool, playbook="rebalance.yml", policy=None, options=(), inventories=()):  # pylint: disable=redefined-outer-name
