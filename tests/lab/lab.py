@@ -156,7 +156,7 @@ def _anchor(node_dir: str, boot_cmd: list[str]) -> None:
     """Body of a node's anchor process (``lab.py _anchor``).
 
     It holds the node's namespaces open, runs the node's boot script and then reaps every
-    daemon that ends up its child (it is a child subreaper: the machine's PID 1 reaps nothing).
+    daemon that ends up its child at once (it is a child subreaper; the machine's PID 1 may be slow).
     """
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     rc = subprocess.call(boot_cmd)
