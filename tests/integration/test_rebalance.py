@@ -36,9 +36,10 @@ MAX_WARM_UP_RUNS = 8
 def pool(lab, tmp_path_factory):
     """The loaded pool, its policy and a report directory; guests removed at the end."""
     try:
-        policy = demo.load_pool(lab, prefix="rb-")
+        loads = demo.load_pool(lab, prefix="rb-")
+        policy = demo.demo_policy(*loads)
         print(f"\npolicy {policy}")
-        yield {"policy": policy, "reports": tmp_path_factory.mktemp("reports")}
+        yield {"policy": policy, "reports": tmp_path_factory.mktemp("reports"), "too_busy": demo.too_busy(*loads)}
     finally:
         for name in (*BUSY, IDLE_HV1, IDLE_HV2):
             if name in lab.state()["guests"]:
@@ -74,11 +75,18 @@ def ticks(lab, host, guest):
     return int(found[-1]) if found else 0
 
 
+def skip_if_too_busy(pool):  # pylint: disable=redefined-outer-name
+    """The load-driven steps need a second busy guest to add load; a crowded machine cannot show that."""
+    if pool["too_busy"]:
+        pytest.skip(pool["too_busy"])
+
+
 def host_entry(report, name):
     return next(h for h in report["hosts"] if h["name"] == name)
 
 
 def test_warm_up_records_load_and_leaves_an_unreachable_host_out(lab, pool, tmp_path):
+    skip_if_too_busy(pool)
     unreachable = tmp_path / "unreachable.yml"
     unreachable.write_text(json.dumps({"hypervisors": {"hosts": {"hv9": {
         "ansible_host": f"{lab.subnet_prefix}.99", "ansible_ssh_common_args": "-o ConnectTimeout=3"}}}}))
@@ -102,6 +110,7 @@ def test_warm_up_records_load_and_leaves_an_unreachable_host_out(lab, pool, tmp_
 
 
 def test_check_mode_prints_the_plan_and_changes_nothing(lab, pool):
+    skip_if_too_busy(pool)
     before = (demo.placement(lab), host_files(lab), reports(pool))
     rc, output, wall = rebalance(lab, pool, options=("--check", "--diff"))
     print(f"check-mode run: {wall:.1f} s")
@@ -114,6 +123,7 @@ def test_check_mode_prints_the_plan_and_changes_nothing(lab, pool):
 
 
 def test_rebalance_moves_a_busy_guest_and_it_keeps_running(lab, pool):
+    skip_if_too_busy(pool)
     ticks_before = {g: ticks(lab, "hv1", g) for g in BUSY}
     rc, output, wall = rebalance(lab, pool)
     assert rc == 0, output[-4000:]
@@ -143,6 +153,7 @@ def test_rebalance_moves_a_busy_guest_and_it_keeps_running(lab, pool):
 
 
 def test_second_run_moves_nothing(lab, pool):
+    skip_if_too_busy(pool)
     placement = demo.placement(lab)
     rc, output, wall = rebalance(lab, pool)
     assert rc == 0, output[-4000:]
