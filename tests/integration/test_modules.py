@@ -135,8 +135,9 @@ def test_busy_guest_shows_real_cpu_use_and_idle_guest_does_not(lab, guests):
           f"virsh over the whole playbook: {virsh_rate[BUSY]:.3f} and {virsh_rate[IDLE]:.3f}")
     assert busy["state"] == "running", lab.console("hv3", BUSY)[-2000:]
     assert busy["cpu_measured"] and idle["cpu_measured"]
-    # The busy guest spins a vCPU; on a shared 2-core CI machine it still gets a good part of a core.
-    assert busy["cpu"] >= 0.1
+    # The busy guest spins a vCPU: ~1 core on a quiet machine, 0.15-0.45 measured while other labs
+    # shared the 2 CPUs (load ~15). The idle one stays at a few hundredths whatever the load.
+    assert busy["cpu"] >= 0.05
     assert busy["cpu"] > 2 * idle["cpu"]
     assert idle["cpu"] < 0.3
 
@@ -195,14 +196,17 @@ def test_repeating_a_migration_is_a_no_op(lab, guests):
     assert state_file(lab, here)["migrations"] == records_before
 
 
-def test_failed_migration_to_a_host_without_libvirtd_leaves_the_guest_running(lab, guests):
+def test_failed_migration_to_a_host_whose_libvirtd_is_stopped_leaves_the_guest_running(lab, guests):
     source = running_on(lab, TRAVELLER)[0]
     destination = other_host(lab, source)
-    # The storage host runs no libvirtd: the same as a hypervisor whose libvirtd is stopped.
-    dead_uri = f"qemu+tcp://{lab.address('san')}/system"
-    moved, _recorded, _seconds = migrate(lab, TRAVELLER, source, destination, destination_uri=dead_uri)
+    lab.stop_libvirtd(destination)
+    try:
+        moved, _recorded, _seconds = migrate(lab, TRAVELLER, source, destination)
+    finally:
+        lab.start_libvirtd(destination)
     assert moved["failed"] is True
-    assert "unreachable" in moved["msg"] and dead_uri in moved["msg"]
+    assert f"destination {destination} is unreachable" in moved["msg"]
+    assert f"qemu+tcp://{lab.address(destination)}/system" in moved["msg"]
     assert moved["domain_state_after"] == "running"
     assert running_on(lab, TRAVELLER) == [source]
 
@@ -239,8 +243,8 @@ def local_disk_guest(lab, tmp_path):
     """A guest on hv1 whose disk is a plain file on hv1's local file system (not shared storage)."""
     name = "mod-local"
     disk = tmp_path / f"{name}.img"
-    disk.write_bytes(b"")
-    disk.open("r+b").truncate(4 * 1024 * 1024)
+    with disk.open("wb") as image:
+        image.truncate(4 * 1024 * 1024)  # sparse
     state = lab.state()
     xml = f"""<domain type='qemu'>
   <name>{name}</name>
