@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Throw-away "hosts" for the molecule scenarios: one mount + network + UTS namespace each.
 
 A host is a holder process (``sleep infinity``) started by ``unshare`` in new mount, network and
@@ -9,10 +8,10 @@ everything it writes lands in the host's own directories.  Its network namespace
 ``lo``: daemons started inside (tgtd, libvirtd) are invisible to the rest of the machine.
 
 Usage (STATE is the directory that keeps every host's files, pids and logs):
-  nshost.py up    STATE NAME [--bind PATH[=copy]]...   start a host (copy: seed from the real PATH)
-  nshost.py spawn STATE NAME LABEL -- CMD...           start a daemon inside, pid in STATE/NAME/pids
-  nshost.py stop  STATE NAME LABEL                     SIGKILL that daemon (tgtd ignores SIGTERM)
-  nshost.py down  STATE NAME                           kill its daemons and holder, remove its files
+  python3 nshost.py up    STATE NAME [--bind PATH[=copy]]...   start a host (copy: seed from the real PATH)
+  python3 nshost.py spawn STATE NAME LABEL -- CMD...           start a daemon inside, pid in STATE/NAME/pids
+  python3 nshost.py stop  STATE NAME LABEL                     SIGKILL that daemon (tgtd ignores SIGTERM)
+  python3 nshost.py down  STATE NAME                           kill its daemons and holder, remove its files
 
 Every process is stopped by the pid recorded when it was started, and only if it still lives in
 this host's network namespace (a recycled pid is left alone).
@@ -69,7 +68,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     (hdir / "pids").mkdir(parents=True)
     mounts = []
     for spec in args.bind:
-        path, _, mode = spec.partition("=")
+        path, mode = (spec.split("=", 1) + [""])[:2]
         src = hdir / "root" / path.lstrip("/")
         if mode == "copy" and Path(path).is_dir():
             shutil.copytree(path, src, symlinks=True)

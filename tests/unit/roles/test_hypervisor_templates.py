@@ -48,8 +48,8 @@ def test_xen_over_ssh_listens_on_nothing_and_keeps_libxl_empty(tmp_path):
 
 
 def test_tls_points_at_the_certificates_and_allowed_dns(tmp_path):
-    libvirtd, _ = render(tmp_path, hypervisor_driver="qemu", hypervisor_migration_transport="tls",
-                         hypervisor_tls_allowed_dn_list=["CN=hv1", "CN=hv2"])
+    libvirtd = render(tmp_path, hypervisor_driver="qemu", hypervisor_migration_transport="tls",
+                      hypervisor_tls_allowed_dn_list=["CN=hv1", "CN=hv2"])[0]
     assert "listen_tls = 1" in libvirtd and "listen_tcp = 0" in libvirtd
     assert 'ca_file = "/etc/pki/CA/cacert.pem"' in libvirtd
     assert 'key_file = "/etc/pki/libvirt/private/serverkey.pem"' in libvirtd
@@ -58,8 +58,8 @@ def test_tls_points_at_the_certificates_and_allowed_dns(tmp_path):
 
 @pytest.mark.parametrize("auth", ["sasl", "none"])
 def test_tcp_states_its_authentication(tmp_path, auth):
-    libvirtd, _ = render(tmp_path, hypervisor_driver="qemu", hypervisor_migration_transport="tcp",
-                         hypervisor_tcp_auth=auth, hypervisor_insecure_lab=True)
+    libvirtd = render(tmp_path, hypervisor_driver="qemu", hypervisor_migration_transport="tcp",
+                      hypervisor_tcp_auth=auth, hypervisor_insecure_lab=True)[0]
     assert "listen_tcp = 1" in libvirtd and "listen_tls = 0" in libvirtd
     assert f'auth_tcp = "{auth}"' in libvirtd
 
