@@ -128,7 +128,13 @@ hypervisor:
       type: str
       sample: xen:///system
     cpus:
-      description: Active physical CPUs of the host.
+      description:
+        - CPUs available to guests, the capacity the placement policy plans with
+          (the host's active physical CPUs minus O(reserved_cpus)).
+      type: int
+      sample: 15
+    cpus_total:
+      description: Active physical CPUs of the host, as libvirt reports them.
       type: int
       sample: 16
     memory_mb:
@@ -140,7 +146,7 @@ hypervisor:
       type: int
       sample: 20480
     load:
-      description: Sum of the running domains' RV(hypervisor.domains[].cpu) over (RV(hypervisor.cpus) - O(reserved_cpus)).
+      description: Sum of the running domains' RV(hypervisor.domains[].cpu) over RV(hypervisor.cpus).
       type: float
       sample: 0.42
     samples:
@@ -351,8 +357,9 @@ def gather(module):
             domain["last_migration"] = {k: record[k] for k in ("time", "source", "destination")}
     migrations = [r for r in state.migrations
                   if host.name in (r["source"], r["destination"]) and r["time"] >= taken - history_seconds]
-    hypervisor = dict(asdict(host), uri=params["uri"], load=load, samples=state.samples,
-                      maintenance=False, domains=domains)
+    # The planner's capacity is what guests can use, so it predicts the same load the samples record.
+    hypervisor = dict(asdict(host), cpus=host.cpus - params["reserved_cpus"], cpus_total=host.cpus,
+                      uri=params["uri"], load=load, samples=state.samples, maintenance=False, domains=domains)
     return dict(changed=False, hypervisor=hypervisor, migrations=migrations)
 
 

@@ -46,7 +46,11 @@ def test_measures_each_domain_and_the_host_load(host, tmp_path, run_module):
 
 def test_reserved_cpus_are_taken_from_the_capacity(host, tmp_path, run_module):
     result = run_module(hypervisor_info, args(tmp_path, reserved_cpus=1))
-    assert result["hypervisor"]["load"] == 0.5  # 1.5 / (4 - 1)
+    hv = result["hypervisor"]
+    assert hv["load"] == 0.5  # 1.5 / (4 - 1)
+    # the planner recomputes load as sum(cpu) / cpus: it must see the same capacity
+    assert (hv["cpus"], hv["cpus_total"]) == (3, 4)
+    assert round(sum(d["cpu"] for d in hv["domains"]) / hv["cpus"], 3) == hv["load"]
 
 
 def test_name_defaults_to_the_libvirt_hostname(host, tmp_path, run_module):
