@@ -6,6 +6,7 @@ import pytest
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[3] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
+sys.path.insert(0, str(BENCHMARKS.parent / "plugins" / "plugin_utils"))  # the policy, as `placement`
 
 import baselines  # noqa: E402  pylint: disable=wrong-import-position,import-error
 import metrics  # noqa: E402  pylint: disable=wrong-import-position,import-error
