@@ -394,7 +394,9 @@ class Lab:
 
     def _sshd_config(self, node: str) -> str:
         ssh_dir = self.run_dir / "ssh"
-        return (f"ListenAddress {self.address(node)}\nPort 22\n"
+        # StrictModes off: the keys live in the checkout's run dir, and sshd refuses them when any
+        # directory above is group- or world-writable (a checkout under /tmp, as CI may use).
+        return (f"StrictModes no\nListenAddress {self.address(node)}\nPort 22\n"
                 f"HostKey {ssh_dir / 'host_ed25519'}\n"
                 f"PidFile {self.node_dir(node) / 'sshd.pid'}\n"
                 f"AuthorizedKeysFile {ssh_dir / 'authorized_keys'}\n"
