@@ -9,17 +9,22 @@ Order of work, repeated until a round plans nothing new or max_migrations is rea
    over the threshold, move its biggest movable domain, except that the last one needed is the
    domain (among those big enough to finish the job) giving the lowest peak of source and
    destination, then the least memory. A host that cannot be brought under the threshold within
-   the remaining budget is rolled back and left for step 3.
+   the remaining budget is rolled back and left for step 3. When a domain that would need fewer
+   moves finds no destination, a second try may make room for it (below); it is kept only when it
+   brings the host under the threshold with fewer migrations in all.
 3. Shed what can be shed from hosts that stay over: biggest movable domain first.
 
 Each domain's destination is the best fit among hosts every constraint allows: lowest predicted
-load, then most free memory, then name. Loads are exactly rounded sums (math.fsum) of the domains'
+load, then most free memory, then name. When no host allows it, "making room" may: a movable
+domain on a host under the threshold first moves to its own best destination, so that the domain
+then fits where it left (two migrations for one; the second one `requires` the first). Loads are exactly rounded sums (math.fsum) of the domains'
 `cpu`, so the result does not depend on input order and re-planning the predicted state sees the
 very same numbers.
 
 The measure a plan improves, compared in this order: running domains left on maintenance hosts,
 total load above the threshold (sum over hosts), peak host load, sum of squared host loads.
-Every migration lowers the first or the second term, never raises an earlier one.
+Every migration lowers the first or the second term, never raises an earlier one; a make-room
+migration does so together with the migration it enables, which follows it at once.
 """
 
 import math
@@ -114,6 +119,19 @@ class _Move:
         self.dest_load_after = dest_load_after
 
 
+class _Vacated:
+    """A host as the constraint checks see it once one of its domains has left (for make-room)."""
+
+    __slots__ = ("name", "maintenance", "load", "free_mb", "running")
+
+    def __init__(self, state, leaving):
+        self.name = state.name
+        self.maintenance = state.maintenance
+        self.load = state.load_without([leaving.cpu])
+        self.free_mb = state.free_mb + leaving.memory_mb
+        self.running = state.running - 1
+
+
 # Sure rejections by the numeric rules, tested without building the reason (see why_no_destination).
 CHEAP_RULES = (
     ("max_load_candidate", lambda move, policy: move.dest_load_after > policy.max_load_candidate + 1e-9),
@@ -135,6 +153,7 @@ class _Planner:
             if not state.maintenance:
                 self.index.setdefault(state.cpus, []).append((state.load, state.name))
         self.migrations = []
+        self.cut_short = False  # a make-room chain was found but the budget had one migration left
         self.moved = set()
         self.unplaceable = set()  # domains a search found no destination for, to explain them
         # Refused searches are remembered until a host may accept more than before (an "opening"):
@@ -151,7 +170,7 @@ class _Planner:
         del bucket[bisect_left(bucket, (old_load, state.name))]
         insort(bucket, (state.load, state.name))
 
-    def _apply(self, domain, source, dest, reason):
+    def _apply(self, domain, source, dest, reason, requires=None):
         source_before, dest_before = source.load, dest.load
         source.remove(domain)
         dest.add(domain)
@@ -169,6 +188,7 @@ class _Planner:
             "source": source.name,
             "destination": dest.name,
             "reason": reason,
+            "requires": requires,
             "cpu": domain.cpu,
             "memory_mb": domain.memory_mb,
             "source_load_before": _round(source_before),
@@ -176,10 +196,16 @@ class _Planner:
             "destination_load_before": _round(dest_before),
             "destination_load_after": _round(dest.load),
         })
-        return (domain, source, dest, source_before, dest_before)
+        return (domain, source, dest, reason, requires)
+
+    def _apply_chain(self, domain, source, chain, reason):
+        """Make room, then move the domain into it; the second migration requires the first."""
+        room, host, room_dest = chain[:3]
+        return [self._apply(room, host, room_dest, f"makes room on {host.name} for {domain.name}: {reason}"),
+                self._apply(domain, source, host, reason, requires=room.name)]
 
     def _undo(self, applied):
-        domain, source, dest, source_before, dest_before = applied
+        domain, source, dest = applied[:3]
         source_now, dest_now = source.load, dest.load
         dest.unadd(domain)
         source.unremove(domain)
@@ -195,6 +221,10 @@ class _Planner:
     @property
     def budget(self):
         return self.policy.max_migrations - len(self.migrations)
+
+    @property
+    def out_of_budget(self):
+        return self.budget <= 0 or self.cut_short
 
     # ------------------------------------------------------------ destination search
 
@@ -238,6 +268,44 @@ class _Planner:
                 if first_violation(_Move(domain, dest, dest.load_with(domain.cpu)), policy, self.placement):
                     continue
                 best_key, best = key, dest
+        return best
+
+    def make_room(self, domain, source):
+        """The best way to let a domain onto a host that refuses it now: (room, host, room_dest, peak) or None.
+
+        `room`, a movable domain on `host` (a host under the threshold), moves to its own best
+        destination `room_dest`, after which every rule allows `domain` onto `host`. Best: lowest
+        peak of the two hosts afterwards (`peak`), then least memory moved, then names.
+        """
+        policy = self.policy
+        limit = policy.max_load_candidate + 1e-9
+        need_mb = domain.memory_mb + policy.memory_reserve_mb
+        allowed = policy.pin.get(domain.name)
+        best_key, best = None, None
+        for host in self.hosts:
+            state = self.states[host.name]
+            if (state is source or state.maintenance or state.load > policy.load_threshold
+                    or (allowed is not None and host.name not in allowed)):
+                continue
+            for room in host.running:
+                # cheap rejections first: the load and memory once room has left and domain arrived
+                if (state.load + (domain.cpu - room.cpu) / state.cpus > limit
+                        or state.free_mb + room.memory_mb < need_mb
+                        or room.name in self.moved or self.blocker(room) is not None):
+                    continue
+                vacated = _Vacated(state, room)
+                after = math.fsum(state.cpu_values + [-room.cpu, domain.cpu]) / state.cpus
+                self.placement[room.name] = None  # gone from host, wherever it goes
+                refused = first_violation(_Move(domain, vacated, after), policy, self.placement)
+                self.placement[room.name] = host.name
+                if refused or (best_key is not None and (after, room.memory_mb) > best_key[:2]):
+                    continue
+                room_dest = self._search(room, state, self.states.values(), scan_all=False)
+                if room_dest is None:
+                    continue
+                key = (max(after, room_dest.load_with(room.cpu)), room.memory_mb, host.name, room.name)
+                if best_key is None or key < best_key:
+                    best_key, best = key, (room, state, room_dest, key[0])
         return best
 
     def why_no_destination(self, domain, source):
@@ -296,9 +364,17 @@ class _Planner:
                 break
             if domain.name in self.moved or self.blocker(domain) is not None:
                 continue
+            reason = f"{host.name} in maintenance"
             dest = self.best_destination(domain, state)
             if dest is not None:
-                self._apply(domain, state, dest, f"{host.name} in maintenance")
+                self._apply(domain, state, dest, reason)
+                progress = True
+                continue
+            chain = self.make_room(domain, state)
+            if chain is not None and self.budget < 2:
+                self.cut_short = True
+            elif chain is not None:
+                self._apply_chain(domain, state, chain, reason)
                 progress = True
         return progress
 
@@ -316,12 +392,40 @@ class _Planner:
         return None
 
     def resolve(self, host, reason):
-        """Bring one overloaded host under the threshold with the fewest moves, or change nothing."""
+        """Bring one overloaded host under the threshold with the fewest moves, or change nothing.
+
+        Direct moves first. When a candidate found no destination, making room for it may need
+        fewer migrations in all: that try replaces the direct one only if it does.
+        """
+        fewest = self.needed(self.states[host.name], sorted(self._sheddable(host), key=lambda d: d.sort_key))
+        direct, blocked, _ = self._resolve(host, reason, chains=False)
+        if not blocked:
+            return bool(direct)
+        if fewest is None or (direct is not None and len(direct) < fewest + 2):
+            return bool(direct)  # a chain costs one migration more than the fewest possible
+        self._undo_all(direct or [])
+        chained, _, cut_short = self._resolve(host, reason, chains=True)
+        self.cut_short |= cut_short and direct is None
+        if chained is not None and (direct is None or len(chained) < len(direct)):
+            return True
+        self._undo_all(chained or [])
+        for domain, source, dest, move_reason, requires in direct or []:
+            self._apply(domain, source, dest, move_reason, requires)
+        return bool(direct)
+
+    def _undo_all(self, applied):
+        for move in reversed(applied):
+            self._undo(move)
+
+    def _resolve(self, host, reason, chains):
+        """One try: the moves applied (None when rolled back), the refused candidates, and whether
+        a make-room chain was found that the budget did not allow."""
         state = self.states[host.name]
         threshold = self.policy.load_threshold
         candidates = sorted(self._sheddable(host), key=lambda d: d.sort_key)
         blocked = set()
         applied = []
+        cut_short = False
         while state.load > threshold:
             remaining = [d for d in candidates if d.name not in blocked and d.name not in self.moved]
             count = self.needed(state, remaining)
@@ -330,30 +434,47 @@ class _Planner:
             if count > 1:
                 domain = remaining[0]
                 dest = self.best_destination(domain, state)
-                if dest is None:
-                    blocked.add(domain.name)
-                else:
+                chain = self.make_room(domain, state) if dest is None and chains else None
+                cut_short |= chain is not None and self.budget <= count
+                if dest is not None:
                     applied.append(self._apply(domain, state, dest, reason))
+                elif chain is not None and self.budget > count:
+                    applied += self._apply_chain(domain, state, chain, reason)
+                else:
+                    blocked.add(domain.name)
                 continue
-            options = []
+            options, refused = [], []
             for domain in remaining:
                 source_after = state.load_without([domain.cpu])
                 if source_after > threshold:
                     break  # sorted biggest first: the rest are too small as well
                 dest = self.best_destination(domain, state)
                 if dest is None:
-                    blocked.add(domain.name)
+                    refused.append(domain)
                     continue
                 peak = max(source_after, dest.load_with(domain.cpu))
                 options.append(((peak, domain.memory_mb, domain.name, domain.uuid), domain, dest))
             if options:
                 domain, dest = min(options, key=lambda option: option[0])[1:]
                 applied.append(self._apply(domain, state, dest, reason))
+                continue
+            chains_found = []
+            for domain in refused if chains else ():
+                chain = self.make_room(domain, state)
+                if chain is not None:
+                    peak = max(state.load_without([domain.cpu]), chain[3])
+                    memory = domain.memory_mb + chain[0].memory_mb
+                    chains_found.append(((peak, memory, domain.name, domain.uuid), domain, chain))
+            cut_short |= bool(chains_found) and self.budget < 2
+            if chains_found and self.budget >= 2:
+                domain, chain = min(chains_found, key=lambda option: option[0])[1:]
+                applied += self._apply_chain(domain, state, chain, reason)
+            else:
+                blocked.update(d.name for d in refused)
         if state.load > threshold:
-            for move in reversed(applied):
-                self._undo(move)
-            return False
-        return bool(applied)
+            self._undo_all(applied)
+            return None, blocked, cut_short
+        return applied, blocked, cut_short
 
     def shed(self, host, reason):
         """Lower a host that cannot get under the threshold as far as the constraints allow."""
@@ -418,7 +539,7 @@ class _Planner:
                     reason = self.why_no_destination(domain, state)
                 if reason is None and not state.maintenance and domain.cpu <= 0:
                     reason = "uses no CPU: moving it would not lower the load"
-                if reason is None and self.budget <= 0:
+                if reason is None and self.out_of_budget:
                     reason = f"max_migrations {self.policy.max_migrations} reached"
                 if reason is None:
                     reason = self.why_no_destination(domain, state)  # against the final predicted state
@@ -442,7 +563,7 @@ class _Planner:
             else:
                 status = UNRESOLVED
                 moved = f"after moving {', '.join(state.left)}" if state.left else "with no valid move"
-                cause = (f"max_migrations {policy.max_migrations} reached" if self.budget <= 0
+                cause = (f"max_migrations {policy.max_migrations} reached" if self.out_of_budget
                          else "no further valid move (see skipped)")
                 reasons.append(f"predicted load {state.load:.2f} still > threshold {threshold} {moved}: {cause}")
         elif state.initial_load > threshold:
@@ -482,7 +603,7 @@ class _Planner:
             "migrations": self.migrations,
             "hosts": [self._host_entry(self.states[h.name]) for h in self.hosts],
             "skipped": skipped,
-            "max_migrations_reached": self.budget <= 0,
+            "max_migrations_reached": self.out_of_budget,
             "measure": {"before": self._measure(True), "after": self._measure(False)},
             "policy": self.policy.as_dict(),
         }

@@ -105,7 +105,7 @@ def test_documented_example_through_ansible_playbook(tmp_path):
     result = json.loads(out.read_text())
     assert result["migrations"] == [{
         "vm": "web1", "uuid": "7f0c0e3e-0001", "source": "hv1", "destination": "hv2",
-        "reason": "hv1 overloaded 0.88 > 0.75 for 15 min", "cpu": 2.0, "memory_mb": 4096,
+        "reason": "hv1 overloaded 0.88 > 0.75 for 15 min", "requires": None, "cpu": 2.0, "memory_mb": 4096,
         "source_load_before": 0.875, "source_load_after": 0.625,
         "destination_load_before": 0.125, "destination_load_after": 0.375}]
     assert result["hosts"][0] == {

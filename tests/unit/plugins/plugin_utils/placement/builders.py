@@ -77,40 +77,70 @@ def measure(hosts, threshold):
             math.fsum(load * load for load in loads.values()))
 
 
+def _refusal(hosts, pol, domain, dest_name):
+    """Why the rules refuse the domain onto dest_name in the current state, or None."""
+    dest, name = hosts[dest_name], domain["name"]
+    if dest["maintenance"]:
+        return "maintenance"
+    if name in pol["pin"] and dest_name not in pol["pin"][name]:
+        return "pin"
+    if dest["free"] < domain["memory_mb"] + pol["memory_reserve_mb"]:
+        return "memory"
+    if pol["max_vm_per_host"] is not None and len(dest["running"]) + 1 > pol["max_vm_per_host"]:
+        return "max_vm_per_host"
+    for group in pol["anti_affinity"]:
+        if name in group and {d["name"] for d in dest["running"]} & (set(group) - {name}):
+            return "anti-affinity"
+    dest_load = math.fsum([d["cpu"] for d in dest["running"]] + [domain["cpu"]]) / dest["cpus"]
+    if dest_load > pol["max_load_candidate"] + 1e-9:
+        return "max_load_candidate"
+    return None
+
+
 def check_plan(cluster, policy, result, now=NOW):
-    """Assert that every migration is allowed, in order, and strictly improves the measure."""
+    """Assert that every migration is allowed, in order, and strictly improves the measure.
+
+    A make-room migration (the next one `requires` it) leaves a host under the threshold so that
+    the next domain, refused there before, fits: the pair improves the measure together.
+    """
     pol = {**DEFAULTS, **policy}
     hosts = _state(cluster, pol)
     overloaded = {h["name"] for h in result["hosts"] if h["overloaded"]}
-    assert len(result["migrations"]) <= pol["max_migrations"]
+    migrations = result["migrations"]
+    assert len(migrations) <= pol["max_migrations"]
     moved = set()
-    for move in result["migrations"]:
+    before = None
+    for index, move in enumerate(migrations):
         name, source, dest = move["vm"], hosts[move["source"]], hosts[move["destination"]]
         assert name not in moved, f"{name} moves twice"
         moved.add(name)
         assert move["source"] != move["destination"]
         domain = next(d for d in source["running"] if d["name"] == name)
         assert move["uuid"] == domain["uuid"]
-        assert source["maintenance"] or move["source"] in overloaded, f"{move['source']} sheds for no reason"
+        enabled = migrations[index + 1] if index + 1 < len(migrations) else None
+        makes_room = enabled is not None and enabled["requires"] == name
+        if move["requires"] is not None:
+            previous = migrations[index - 1]
+            assert index > 0 and previous["vm"] == move["requires"] and previous["source"] == move["destination"]
+        if makes_room:
+            assert not source["maintenance"] and _loads(hosts)[move["source"]] <= pol["load_threshold"], \
+                f"{name} makes room on a host that is itself over the threshold"
+            waiting = next(d for d in hosts[enabled["source"]]["running"] if d["name"] == enabled["vm"])
+            assert _refusal(hosts, pol, waiting, move["source"]) is not None, f"{name} makes room that was there"
+        else:
+            assert source["maintenance"] or move["source"] in overloaded, f"{move['source']} sheds for no reason"
         assert name not in pol["exclude"]
         last = domain.get("last_migration")
         if last and pol["cooldown"]:
             assert (now - last["time"]) / 60 >= pol["cooldown"], f"{name} moved inside its cooldown"
-        assert not dest["maintenance"]
-        if name in pol["pin"]:
-            assert move["destination"] in pol["pin"][name]
-        assert dest["free"] >= domain["memory_mb"] + pol["memory_reserve_mb"], f"{name} does not fit in memory"
-        if pol["max_vm_per_host"] is not None:
-            assert len(dest["running"]) + 1 <= pol["max_vm_per_host"]
-        for group in pol["anti_affinity"]:
-            if name in group:
-                assert not {d["name"] for d in dest["running"]} & (set(group) - {name}), f"{name} anti-affinity"
-        before = measure(hosts, pol["load_threshold"])
+        refused = _refusal(hosts, pol, domain, move["destination"])
+        assert refused is None, f"{name} onto {move['destination']} breaks {refused}"
+        if move["requires"] is None:
+            before = measure(hosts, pol["load_threshold"])
         source["running"].remove(domain)
         source["free"] += domain["memory_mb"]
         dest["running"].append(domain)
         dest["free"] -= domain["memory_mb"]
-        dest_load = math.fsum(d["cpu"] for d in dest["running"]) / dest["cpus"]
-        assert dest_load <= pol["max_load_candidate"] + 1e-9, f"{move['destination']} over max_load_candidate"
-        assert measure(hosts, pol["load_threshold"]) < before, f"moving {name} does not improve the measure"
+        if not makes_room:
+            assert measure(hosts, pol["load_threshold"]) < before, f"moving {name} does not improve the measure"
     return hosts

@@ -85,9 +85,10 @@ def test_plans_never_break_a_constraint_and_every_move_improves_the_measure(scen
     result = plan(cluster, policy)
     check_plan(cluster, policy, result)
     maintenance = set(policy["maintenance"]) | {h["name"] for h in cluster if h.get("maintenance")}
+    enabling = {m["requires"] for m in result["migrations"]}
     for move in result["migrations"]:
-        # without a sustained history only maintenance makes a host shed
-        assert move["source"] in maintenance or kinds[move["source"]] == "sustained"
+        # without a sustained history only maintenance makes a host shed (check_plan vets make-room moves)
+        assert move["vm"] in enabling or move["source"] in maintenance or kinds[move["source"]] == "sustained"
     # every running domain of a maintenance host leaves or is listed with its reason, once
     accounted = [m["vm"] for m in result["migrations"]] + [s["vm"] for s in result["skipped"]]
     for entry in cluster:
@@ -106,7 +107,14 @@ def test_replanning_the_predicted_result_moves_nothing(scenario):
     if result["max_migrations_reached"]:
         return  # a cut-short plan legitimately continues next run
     again = plan(apply_plan(cluster, result), policy)
-    assert again["migrations"] == []
+    if policy["cooldown"] == 0:
+        # No cooldown: a domain moved this run may make room next run, and nothing else moves.
+        moved = {m["vm"] for m in result["migrations"]}
+        rooms = {m["requires"] for m in again["migrations"]} - {None}
+        assert rooms <= moved
+        assert all(m["vm"] in rooms or m["requires"] in rooms for m in again["migrations"])
+    else:
+        assert again["migrations"] == []
 
 
 @SETTINGS
