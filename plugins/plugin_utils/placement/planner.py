@@ -153,7 +153,7 @@ class _Planner:
             if not state.maintenance:
                 self.index.setdefault(state.cpus, []).append((state.load, state.name))
         self.migrations = []
-        self.cut_short = False  # a make-room chain was found but the budget had one migration left
+        self.unaffordable = set()  # domains a make-room chain would move, had the budget two migrations left
         self.moved = set()
         self.unplaceable = set()  # domains a search found no destination for, to explain them
         # Refused searches are remembered until a host may accept more than before (an "opening"):
@@ -224,7 +224,7 @@ class _Planner:
 
     @property
     def out_of_budget(self):
-        return self.budget <= 0 or self.cut_short
+        return self.budget <= 0 or bool(self.unaffordable)
 
     # ------------------------------------------------------------ destination search
 
@@ -372,7 +372,7 @@ class _Planner:
                 continue
             chain = self.make_room(domain, state)
             if chain is not None and self.budget < 2:
-                self.cut_short = True
+                self.unaffordable.add(domain.name)
             elif chain is not None:
                 self._apply_chain(domain, state, chain, reason)
                 progress = True
@@ -404,8 +404,9 @@ class _Planner:
         if fewest is None or (direct is not None and len(direct) < fewest + 2):
             return bool(direct)  # a chain costs one migration more than the fewest possible
         self._undo_all(direct or [])
-        chained, _, cut_short = self._resolve(host, reason, chains=True)
-        self.cut_short |= cut_short and direct is None
+        chained, _, unaffordable = self._resolve(host, reason, chains=True)
+        if direct is None:
+            self.unaffordable |= unaffordable
         if chained is not None and (direct is None or len(chained) < len(direct)):
             return True
         self._undo_all(chained or [])
@@ -418,14 +419,14 @@ class _Planner:
             self._undo(move)
 
     def _resolve(self, host, reason, chains):
-        """One try: the moves applied (None when rolled back), the refused candidates, and whether
-        a make-room chain was found that the budget did not allow."""
+        """One try: the moves applied (None when rolled back), the refused candidates, and the
+        domains a make-room chain would have moved had the budget allowed it."""
         state = self.states[host.name]
         threshold = self.policy.load_threshold
         candidates = sorted(self._sheddable(host), key=lambda d: d.sort_key)
         blocked = set()
         applied = []
-        cut_short = False
+        unaffordable = set()
         while state.load > threshold:
             remaining = [d for d in candidates if d.name not in blocked and d.name not in self.moved]
             count = self.needed(state, remaining)
@@ -435,7 +436,8 @@ class _Planner:
                 domain = remaining[0]
                 dest = self.best_destination(domain, state)
                 chain = self.make_room(domain, state) if dest is None and chains else None
-                cut_short |= chain is not None and self.budget <= count
+                if chain is not None and self.budget <= count:
+                    unaffordable.add(domain.name)
                 if dest is not None:
                     applied.append(self._apply(domain, state, dest, reason))
                 elif chain is not None and self.budget > count:
@@ -465,7 +467,8 @@ class _Planner:
                     peak = max(state.load_without([domain.cpu]), chain[3])
                     memory = domain.memory_mb + chain[0].memory_mb
                     chains_found.append(((peak, memory, domain.name, domain.uuid), domain, chain))
-            cut_short |= bool(chains_found) and self.budget < 2
+            if self.budget < 2:
+                unaffordable.update(option[1].name for option in chains_found)
             if chains_found and self.budget >= 2:
                 domain, chain = min(chains_found, key=lambda option: option[0])[1:]
                 applied += self._apply_chain(domain, state, chain, reason)
@@ -473,8 +476,8 @@ class _Planner:
                 blocked.update(d.name for d in refused)
         if state.load > threshold:
             self._undo_all(applied)
-            return None, blocked, cut_short
-        return applied, blocked, cut_short
+            return None, blocked, unaffordable
+        return applied, blocked, unaffordable
 
     def shed(self, host, reason):
         """Lower a host that cannot get under the threshold as far as the constraints allow."""
@@ -539,6 +542,9 @@ class _Planner:
                     reason = self.why_no_destination(domain, state)
                 if reason is None and not state.maintenance and domain.cpu <= 0:
                     reason = "uses no CPU: moving it would not lower the load"
+                if reason is None and domain.name in self.unaffordable:
+                    reason = (f"needs room made for it first (2 migrations) but max_migrations"
+                              f" {self.policy.max_migrations} leaves {self.budget}")
                 if reason is None and self.out_of_budget:
                     reason = f"max_migrations {self.policy.max_migrations} reached"
                 if reason is None:
