@@ -72,6 +72,22 @@ def first_violation(move, policy, placement):
     return None
 
 
+def rule_break(name, host_name, policy, placement):
+    """Why a running domain breaks a pin or an anti-affinity group where it runs now, or None.
+
+    The move rules above keep a plan from creating such a break; this finds the ones a plan starts
+    with (a manual migration, an HA restart, a rule added later), for the planner to repair.
+    """
+    allowed = policy.pin.get(name)
+    if allowed is not None and host_name not in allowed:
+        return f"{name} on {host_name}, outside its pin [{', '.join(sorted(allowed))}]"
+    for group in policy.groups_of.get(name, ()):
+        there = [other for other in group if other != name and placement.get(other) == host_name]
+        if there:
+            return f"{name} on {host_name} with {', '.join(there)}, anti-affinity group [{', '.join(group)}]"
+    return None
+
+
 def cooldown_reason(domain, policy):
     """Why a domain may not move yet because it moved recently, or None."""
     if domain.last_migration_time is None or policy.cooldown <= 0:

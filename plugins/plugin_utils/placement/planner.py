@@ -5,14 +5,17 @@
 Order of work, repeated until a round plans nothing new or max_migrations is reached:
 
 1. Evacuate maintenance hosts (by name), biggest CPU user first.
-2. Resolve sustained-overloaded hosts, those needing the fewest migrations first: while the host is
+2. Repair rule breaks the cluster starts with: a domain running outside its pin, or with a member
+   of its anti-affinity group, moves (least memory first, so of two anti-affine domains the
+   smaller one goes). Overload is not needed for these moves.
+3. Resolve sustained-overloaded hosts, those needing the fewest migrations first: while the host is
    over the threshold, move its biggest movable domain, except that the last one needed is the
    domain (among those big enough to finish the job) giving the lowest peak of source and
    destination, then the least memory. A host that cannot be brought under the threshold within
-   the remaining budget is rolled back and left for step 3. When a domain that would need fewer
+   the remaining budget is rolled back and left for step 4. When a domain that would need fewer
    moves finds no destination, a second try may make room for it (below); it is kept only when it
    brings the host under the threshold with fewer migrations in all.
-3. Shed what can be shed from hosts that stay over: biggest movable domain first.
+4. Shed what can be shed from hosts that stay over: biggest movable domain first.
 
 Each domain's destination is the best fit among hosts every constraint allows: lowest predicted
 load, then most free memory, then name. When no host allows it, "making room" may: a movable
@@ -22,15 +25,16 @@ then fits where it left (two migrations for one; the second one `requires` the f
 very same numbers.
 
 The measure a plan improves, compared in this order: running domains left on maintenance hosts,
-total load above the threshold (sum over hosts), peak host load, sum of squared host loads.
-Every migration lowers the first or the second term, never raises an earlier one; a make-room
+running domains breaking a pin or an anti-affinity group, total load above the threshold (sum over
+hosts), peak host load, sum of squared host loads. Every migration lowers one of the first three
+terms and never raises an earlier one (no move creates a break); a make-room
 migration does so together with the migration it enables, which follows it at once.
 """
 
 import math
 from bisect import bisect_left, insort
 
-from .constraints import cooldown_reason, first_violation
+from .constraints import cooldown_reason, first_violation, rule_break
 from .history import SUSTAINED, judge, minutes
 from .model import parse_cluster, parse_policy
 
@@ -160,6 +164,7 @@ class _Planner:
         # without one, hosts only fill up, so the same search would be refused again.
         self.opened = []  # host names, in the order they gained room
         self.refused = {}  # domain name -> len(self.opened) when its search was refused
+        self.initial_breaks = self.breaks()
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -378,6 +383,36 @@ class _Planner:
                 progress = True
         return progress
 
+    def breaks(self):
+        """{domain name: why} for every running domain that breaks a pin or anti-affinity where it runs now."""
+        found = {}
+        for host in self.hosts:
+            for domain in host.running:
+                where = self.placement[domain.name]
+                if domain.name in self.policy.pin or domain.name in self.policy.groups_of:
+                    reason = rule_break(domain.name, where, self.policy, self.placement)
+                    if reason is not None:
+                        found[domain.name] = reason
+        return found
+
+    def repair(self, host):
+        """Move the domains that break a rule on this host, least memory first, while they still do."""
+        state = self.states[host.name]
+        progress = False
+        for domain in sorted(host.running, key=lambda d: (d.memory_mb, d.name, d.uuid)):
+            if self.budget <= 0:
+                break
+            if domain.name in self.moved or self.blocker(domain) is not None:
+                continue
+            reason = rule_break(domain.name, host.name, self.policy, self.placement)
+            if reason is None:
+                continue  # never broke a rule, or its partner has left already
+            dest = self.best_destination(domain, state)
+            if dest is not None:
+                self._apply(domain, state, dest, reason)
+                progress = True
+        return progress
+
     def needed(self, state, candidates):
         """How many of the biggest candidates must leave to bring the host under the threshold."""
         threshold = self.policy.load_threshold
@@ -504,11 +539,15 @@ class _Planner:
         reasons = {h.name: (f"{h.name} overloaded {self.states[h.name].load:.2f} > {policy.load_threshold}"
                             f" for {minutes(self.states[h.name].judgment.over_for_min)} min")
                    for h in overloaded}
+        breaking = [h for h in self.hosts if not self.states[h.name].maintenance
+                    and any(d.name in self.initial_breaks for d in h.running)]
         progress = True
         while progress and self.budget > 0:
             progress = False
             for host in maintenance:
                 progress |= self.evacuate(host)
+            for host in breaking:
+                progress |= self.repair(host)
             still_over = [h for h in overloaded if self.states[h.name].load > policy.load_threshold]
             still_over.sort(key=self._resolve_order)
             for host in still_over:
@@ -527,20 +566,20 @@ class _Planner:
     def _skipped(self):
         skipped = []
         threshold = self.policy.load_threshold
+        still_broken = self.breaks()
         for host in self.hosts:
             state = self.states[host.name]
-            if not (state.maintenance or state.sustained):
-                continue
             resolved = not state.maintenance and state.load <= threshold
             for domain in sorted(host.running, key=lambda d: d.name):
-                if domain.name in self.moved:
+                broken = still_broken.get(domain.name)
+                if domain.name in self.moved or not (state.maintenance or state.sustained or broken):
                     continue
                 reason = self.blocker(domain)
-                if reason is None and resolved:
+                if reason is None and resolved and broken is None:
                     if domain.name not in self.unplaceable or self.best_destination(domain, state) is not None:
                         continue  # not needed: the host is under the threshold without it
                     reason = self.why_no_destination(domain, state)
-                if reason is None and not state.maintenance and domain.cpu <= 0:
+                if reason is None and not state.maintenance and domain.cpu <= 0 and broken is None:
                     reason = "uses no CPU: moving it would not lower the load"
                 if reason is None and domain.name in self.unaffordable:
                     reason = (f"needs room made for it first (2 migrations) but max_migrations"
@@ -549,10 +588,13 @@ class _Planner:
                     reason = f"max_migrations {self.policy.max_migrations} reached"
                 if reason is None:
                     reason = self.why_no_destination(domain, state)  # against the final predicted state
+                if broken is not None:
+                    reason = f"rule break stays ({broken}): {reason}"
                 skipped.append({"vm": domain.name, "uuid": domain.uuid, "host": host.name, "reason": reason})
         return skipped
 
-    def _host_entry(self, state):
+    def _host_entry(self, host):
+        state = self.states[host.name]
         policy = self.policy
         threshold = policy.load_threshold
         reasons = []
@@ -576,10 +618,14 @@ class _Planner:
             verdict = state.judgment.verdict
             status = verdict if verdict != "not-over" else "overload-not-sustained"
             reasons.append(f"load {state.initial_load:.2f} > threshold {threshold} but {state.judgment.reason}:"
-                           " sheds nothing")
+                           " sheds nothing for load")
         else:
             status = OK
             reasons.append(f"load {state.initial_load:.2f} <= threshold {threshold}")
+        for domain in sorted(host.running, key=lambda d: d.name):
+            if domain.name in self.initial_breaks:
+                repair = f": plan moves {domain.name}" if domain.name in self.moved else ""
+                reasons.append(f"rule break, {self.initial_breaks[domain.name]}{repair}")
         if state.arrived:
             reasons.append(f"receives {', '.join(state.arrived)}: predicted load {state.load:.2f}")
         return {
@@ -596,18 +642,22 @@ class _Planner:
             "predicted_memory_free_mb": _plain(state.free_mb),
         }
 
-    def _measure(self, initial):
+    def terms(self, initial):
         states = self.states.values()
         loads = [s.initial_load if initial else s.load for s in states]
         evacuate = sum(s.initial_running if initial else s.running for s in states if s.maintenance)
-        terms = measure_of(loads, evacuate, self.policy.load_threshold)
-        return dict(zip(MEASURE_TERMS, (terms[0],) + tuple(_round(t) for t in terms[1:])))
+        breaks = len(self.initial_breaks if initial else self.breaks())
+        return measure_of(loads, evacuate, breaks, self.policy.load_threshold)
+
+    def _measure(self, initial):
+        terms = self.terms(initial)
+        return dict(zip(MEASURE_TERMS, terms[:2] + tuple(_round(t) for t in terms[2:])))
 
     def _report(self):
         skipped = self._skipped()
         return {
             "migrations": self.migrations,
-            "hosts": [self._host_entry(self.states[h.name]) for h in self.hosts],
+            "hosts": [self._host_entry(h) for h in self.hosts],
             "skipped": skipped,
             "max_migrations_reached": self.out_of_budget,
             "measure": {"before": self._measure(True), "after": self._measure(False)},
@@ -615,12 +665,13 @@ class _Planner:
         }
 
 
-MEASURE_TERMS = ("on_maintenance_hosts", "load_above_threshold", "peak_load", "sum_of_squares")
+MEASURE_TERMS = ("on_maintenance_hosts", "rule_breaks", "load_above_threshold", "peak_load", "sum_of_squares")
 
 
-def measure_of(loads, evacuate, threshold):
+def measure_of(loads, evacuate, breaks, threshold):
     """The documented measure as a tuple: smaller is better, compared term by term."""
     return (evacuate,
+            breaks,
             math.fsum(max(0.0, load - threshold) for load in loads),
             max(loads, default=0.0),
             math.fsum(load * load for load in loads))
@@ -628,11 +679,7 @@ def measure_of(loads, evacuate, threshold):
 
 def measure(cluster, policy=None):
     """The measure of a cluster as given (no planning): see the module docstring."""
-    hosts = parse_cluster(cluster)
-    policy = parse_policy(policy)
-    states = [_HostState(h, h.maintenance or h.name in policy.maintenance) for h in hosts]
-    return measure_of([s.load for s in states], sum(s.running for s in states if s.maintenance),
-                      policy.load_threshold)
+    return _Planner(parse_cluster(cluster), parse_policy(policy)).terms(initial=True)
 
 
 def plan(cluster, policy=None):

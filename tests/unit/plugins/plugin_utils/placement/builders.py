@@ -68,10 +68,21 @@ def _state(cluster, policy):
             for h in cluster}
 
 
-def measure(hosts, threshold):
+def _breaks_rule(hosts, pol, name, host_name):
+    """Whether a running domain sits outside its pin or next to a member of its anti-affinity group."""
+    if name in pol["pin"] and host_name not in pol["pin"][name]:
+        return True
+    neighbours = {d["name"] for d in hosts[host_name]["running"]} - {name}
+    return any(name in group and neighbours & set(group) for group in pol["anti_affinity"])
+
+
+def measure(hosts, pol):
     loads = _loads(hosts)
+    threshold = pol["load_threshold"]
     on_maintenance = sum(len(h["running"]) for h in hosts.values() if h["maintenance"])
+    breaks = sum(_breaks_rule(hosts, pol, d["name"], name) for name, h in hosts.items() for d in h["running"])
     return (on_maintenance,
+            breaks,
             math.fsum(max(0.0, load - threshold) for load in loads.values()),
             max(loads.values(), default=0.0),
             math.fsum(load * load for load in loads.values()))
@@ -128,7 +139,8 @@ def check_plan(cluster, policy, result, now=NOW):
             waiting = next(d for d in hosts[enabled["source"]]["running"] if d["name"] == enabled["vm"])
             assert _refusal(hosts, pol, waiting, move["source"]) is not None, f"{name} makes room that was there"
         else:
-            assert source["maintenance"] or move["source"] in overloaded, f"{move['source']} sheds for no reason"
+            assert (source["maintenance"] or move["source"] in overloaded
+                    or _breaks_rule(hosts, pol, name, move["source"])), f"{move['source']} sheds for no reason"
         assert name not in pol["exclude"]
         last = domain.get("last_migration")
         if last and pol["cooldown"]:
@@ -136,11 +148,11 @@ def check_plan(cluster, policy, result, now=NOW):
         refused = _refusal(hosts, pol, domain, move["destination"])
         assert refused is None, f"{name} onto {move['destination']} breaks {refused}"
         if move["requires"] is None:
-            before = measure(hosts, pol["load_threshold"])
+            before = measure(hosts, pol)
         source["running"].remove(domain)
         source["free"] += domain["memory_mb"]
         dest["running"].append(domain)
         dest["free"] -= domain["memory_mb"]
         if not makes_room:
-            assert measure(hosts, pol["load_threshold"]) < before, f"moving {name} does not improve the measure"
+            assert measure(hosts, pol) < before, f"moving {name} does not improve the measure"
     return hosts

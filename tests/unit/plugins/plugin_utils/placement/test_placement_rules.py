@@ -5,7 +5,8 @@
 import pytest
 
 from ansible_collections.xen.drs.plugins.plugin_utils.placement import plan
-from ansible_collections.xen.drs.tests.unit.plugins.plugin_utils.placement.builders import NOW, domain, host
+from ansible_collections.xen.drs.tests.unit.plugins.plugin_utils.placement.builders import (
+    NOW, apply_plan, check_plan, domain, host)
 
 MIN = 60
 
@@ -136,3 +137,43 @@ def test_pin_restricts_only_the_pinned_domain():
     ]
     result = plan(cluster, {"now": NOW, "exclude": ["stay"], "pin": {"web1": ["hv3"], "other": ["hv2"]}})
     assert [(m["vm"], m["destination"]) for m in result["migrations"]] == [("web1", "hv3")]
+
+
+def test_anti_affine_domains_found_together_are_separated_without_any_overload():
+    # A manual migration put db2 next to db1 on a calm host: the smaller one (memory) moves.
+    cluster = [host("hv1", [domain("db1", 1.0, memory_mb=8192), domain("db2", 1.0, memory_mb=4096)]),
+               host("hv2", [domain("web", 2.0)]), host("hv3", [domain("app", 1.0)])]
+    policy = {"now": NOW, "anti_affinity": [["db1", "db2"]]}
+    result = plan(cluster, policy)
+    assert [(m["vm"], m["source"], m["destination"]) for m in result["migrations"]] == [("db2", "hv1", "hv3")]
+    assert result["migrations"][0]["reason"] == "db2 on hv1 with db1, anti-affinity group [db1, db2]"
+    assert "rule break, db2 on hv1 with db1, anti-affinity group [db1, db2]: plan moves db2" in result["hosts"][0]["reasons"]
+    assert (result["measure"]["before"]["rule_breaks"], result["measure"]["after"]["rule_breaks"]) == (2, 0)
+    assert result["skipped"] == []
+    check_plan(cluster, policy, result)
+    assert plan(apply_plan(cluster, result), policy)["migrations"] == []
+
+
+def test_a_domain_outside_its_pin_goes_back_inside():
+    cluster = [host("hv1", [domain("lic", 0.5)]), host("hv2", [domain("x", 3.0)]), host("hv3", [domain("y", 4.0)])]
+    policy = {"now": NOW, "pin": {"lic": ["hv2", "hv3"]}}
+    result = plan(cluster, policy)
+    assert [(m["vm"], m["destination"], m["reason"]) for m in result["migrations"]] == [
+        ("lic", "hv2", "lic on hv1, outside its pin [hv2, hv3]")]
+    check_plan(cluster, policy, result)
+
+
+def test_a_rule_break_that_cannot_be_repaired_is_listed_with_why():
+    cluster = [host("hv1", [domain("db1", 1.0), domain("db2", 1.0, last_migration={"time": NOW - 10 * MIN})]),
+               host("hv2", [domain("busy", 5.0)])]
+    result = plan(cluster, {"now": NOW, "anti_affinity": [["db1", "db2"]], "exclude": ["db1"]})
+    assert result["migrations"] == []
+    assert {s["vm"]: s["reason"] for s in result["skipped"]} == {
+        "db1": "rule break stays (db1 on hv1 with db2, anti-affinity group [db1, db2]): excluded by policy",
+        "db2": "rule break stays (db2 on hv1 with db1, anti-affinity group [db1, db2]):"
+               " cooldown: migrated 10 min ago, cooldown 60 min"}
+    # once db2 may move, only max_load_candidate stands in the way
+    result = plan(cluster, {"now": NOW, "anti_affinity": [["db1", "db2"]], "exclude": ["db1"], "cooldown": 5})
+    assert {s["vm"]: s["reason"] for s in result["skipped"]}["db2"] == (
+        "rule break stays (db2 on hv1 with db1, anti-affinity group [db1, db2]): no destination:"
+        " hv2 load 0.62 + 0.12 = 0.75 > max_load_candidate 0.65")
