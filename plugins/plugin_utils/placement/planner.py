@@ -33,6 +33,7 @@ migration does so together with the migration it enables, which follows it at on
 
 import math
 from bisect import bisect_left, insort
+from collections import namedtuple
 
 from .constraints import cooldown_reason, first_violation, rule_break
 from .history import SUSTAINED, judge, minutes
@@ -121,6 +122,11 @@ class _Move:
         self.domain = domain
         self.dest = dest
         self.dest_load_after = dest_load_after
+
+
+# One try at resolving a host: the moves applied (None when rolled back), the candidates refused a
+# destination, and the domains a make-room chain would have moved had the budget allowed two migrations.
+_Try = namedtuple("_Try", "applied refused unaffordable")
 
 
 class _Vacated:
@@ -433,29 +439,27 @@ class _Planner:
         fewer migrations in all: that try replaces the direct one only if it does.
         """
         fewest = self.needed(self.states[host.name], sorted(self._sheddable(host), key=lambda d: d.sort_key))
-        direct, blocked, _ = self._resolve(host, reason, chains=False)
-        if not blocked:
-            return bool(direct)
-        if fewest is None or (direct is not None and len(direct) < fewest + 2):
-            return bool(direct)  # a chain costs one migration more than the fewest possible
-        self._undo_all(direct or [])
-        chained, _, unaffordable = self._resolve(host, reason, chains=True)
-        if direct is None:
-            self.unaffordable |= unaffordable
-        if chained is not None and (direct is None or len(chained) < len(direct)):
+        direct = self._resolve(host, reason, chains=False)
+        moves = direct.applied
+        if not direct.refused or fewest is None or (moves is not None and len(moves) < fewest + 2):
+            return bool(moves)  # nothing refused, or a chain (one migration more than the fewest) cannot do better
+        self._undo_all(moves or [])
+        chained = self._resolve(host, reason, chains=True)
+        if chained.applied is not None and (moves is None or len(chained.applied) < len(moves)):
             return True
-        self._undo_all(chained or [])
-        for domain, source, dest, move_reason, requires in direct or []:
+        if moves is None:
+            self.unaffordable |= chained.unaffordable
+        self._undo_all(chained.applied or [])
+        for domain, source, dest, move_reason, requires in moves or []:
             self._apply(domain, source, dest, move_reason, requires)
-        return bool(direct)
+        return bool(moves)
 
     def _undo_all(self, applied):
         for move in reversed(applied):
             self._undo(move)
 
     def _resolve(self, host, reason, chains):
-        """One try: the moves applied (None when rolled back), the refused candidates, and the
-        domains a make-room chain would have moved had the budget allowed it."""
+        """One try (see _Try), with make-room chains or without."""
         state = self.states[host.name]
         threshold = self.policy.load_threshold
         candidates = sorted(self._sheddable(host), key=lambda d: d.sort_key)
@@ -511,8 +515,8 @@ class _Planner:
                 blocked.update(d.name for d in refused)
         if state.load > threshold:
             self._undo_all(applied)
-            return None, blocked, unaffordable
-        return applied, blocked, unaffordable
+            return _Try(None, blocked, unaffordable)
+        return _Try(applied, blocked, unaffordable)
 
     def shed(self, host, reason):
         """Lower a host that cannot get under the threshold as far as the constraints allow."""
