@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -38,6 +39,15 @@ def host_load(lab, host: str, seconds: float = 3.0) -> float:
     return (cpu_total() - start) / (time.monotonic() - started) / LAB_CPUS
 
 
+def wait_booted(lab, host: str, guest: str, timeout: float = 180.0) -> None:
+    """Wait until the guest's console shows its first tick (its init runs: the boot is over)."""
+    deadline = time.monotonic() + timeout
+    while not re.search(r"^tick \d+$", lab.console(host, guest), re.MULTILINE):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{guest} on {host} did not boot within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
 def demo_policy(one_busy: float, two_busy: float) -> dict:
     """The demo's policy, from hv1's measured load with one and with two busy guests."""
     threshold = round(min(0.6, (one_busy + two_busy) / 2), 3)
@@ -56,13 +66,14 @@ def demo_policy(one_busy: float, two_busy: float) -> dict:
 
 def load_pool(lab, prefix: str = "") -> tuple[float, float]:
     """Start hv1's busy guests and the idle ones; hv1's measured load with one and with two busy guests."""
-    lab.start_guest("hv1", f"{prefix}idle1", "idle")
-    lab.start_guest("hv2", f"{prefix}idle2", "idle")
-    lab.start_guest("hv1", f"{prefix}busy1", "busy")
-    time.sleep(3)  # let the guests boot before measuring
+    started = {f"{prefix}idle1": "hv1", f"{prefix}idle2": "hv2", f"{prefix}busy1": "hv1"}
+    for guest, host in started.items():
+        lab.start_guest(host, guest, "idle" if "idle" in guest else "busy")
+    for guest, host in started.items():
+        wait_booted(lab, host, guest)  # a booting guest burns CPU whatever its kind
     one_busy = host_load(lab, "hv1")
     lab.start_guest("hv1", f"{prefix}busy2", "busy")
-    time.sleep(3)
+    wait_booted(lab, "hv1", f"{prefix}busy2")
     two_busy = host_load(lab, "hv1")
     print(f"== hv1 load with one busy guest {one_busy:.2f}, with two {two_busy:.2f}")
     return one_busy, two_busy
