@@ -20,9 +20,10 @@ Order of work, repeated until a round plans nothing new or max_migrations is rea
 Each domain's destination is the best fit among hosts every constraint allows: lowest predicted
 load, then most free memory, then name. When no host allows it, "making room" may: a movable
 domain on a host under the threshold first moves to its own best destination, so that the domain
-then fits where it left (two migrations for one; the second one `requires` the first). Loads are exactly rounded sums (math.fsum) of the domains'
-`cpu`, so the result does not depend on input order and re-planning the predicted state sees the
-very same numbers.
+then fits where it left (two migrations for one; the second one `requires` the first).
+
+Loads are exactly rounded sums (math.fsum) of the domains' `cpu`, so the result does not depend on
+input order and re-planning the predicted state sees the very same numbers.
 
 The measure a plan improves, compared in this order: running domains left on maintenance hosts,
 running domains breaking a pin or an anti-affinity group, total load above the threshold (sum over
@@ -394,9 +395,8 @@ class _Planner:
         found = {}
         for host in self.hosts:
             for domain in host.running:
-                where = self.placement[domain.name]
                 if domain.name in self.policy.pin or domain.name in self.policy.groups_of:
-                    reason = rule_break(domain.name, where, self.policy, self.placement)
+                    reason = rule_break(domain.name, self.placement[domain.name], self.policy, self.placement)
                     if reason is not None:
                         found[domain.name] = reason
         return found
