@@ -122,15 +122,21 @@ def test_check_mode_prints_the_plan_and_changes_nothing(lab, pool):
     assert (demo.placement(lab), host_files(lab), reports(pool)) == before
 
 
+def run_and_report(run, report_dir, label):
+    """Run a playbook that must succeed; print its wall time, figures and moves. Returns (report, output)."""
+    rc, output, wall = run()
+    assert rc == 0, output[-4000:]
+    report = demo.newest_report(report_dir)
+    print(f"{label}: {wall:.1f} s wall; report figures {report['figures']}; moves "
+          f"{[(m['vm'], m['source'], m['destination'], m['job'].get('downtime_ms')) for m in demo.moved(report)]}")
+    return report, output
+
+
 def test_rebalance_moves_a_busy_guest_and_it_keeps_running(lab, pool):
     skip_if_too_busy(pool)
     ticks_before = {g: ticks(lab, "hv1", g) for g in BUSY}
-    rc, output, wall = rebalance(lab, pool)
-    assert rc == 0, output[-4000:]
-    report = demo.newest_report(pool["reports"])
+    report, _output = run_and_report(lambda: rebalance(lab, pool), pool["reports"], "rebalance run")
     moves = demo.moved(report)
-    print(f"rebalance run: {wall:.1f} s wall; report figures {report['figures']}; moves "
-          f"{[(m['vm'], m['source'], m['destination'], m['job'].get('downtime_ms')) for m in moves]}")
     assert len(moves) == 1 and moves[0]["vm"] in BUSY and moves[0]["verified"]
     moved, destination = moves[0]["vm"], moves[0]["destination"]
     placement = demo.placement(lab)
@@ -155,11 +161,7 @@ def test_rebalance_moves_a_busy_guest_and_it_keeps_running(lab, pool):
 def expect_nothing_to_do(lab, run, report_dir):
     """Run again right away: no migration, changed=0 on every host, placement unchanged. Returns the report."""
     placement = demo.placement(lab)
-    rc, output, wall = run()
-    assert rc == 0, output[-4000:]
-    report = demo.newest_report(report_dir)
-    print(f"second run: {wall:.1f} s wall, gather {report['figures']['gather_seconds']} s "
-          f"(sampling window {report['figures']['sample_seconds']} s)")
+    report, output = run_and_report(run, report_dir, "second run")
     assert report["migrations"] == [] and report["outcomes"] == []
     assert demo.recap_changed(output) == {"hv1": 0, "hv2": 0, "hv3": 0, "localhost": 0}
     assert demo.placement(lab) == placement
