@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.xen.drs.plugins.plugin_utils.placement.execution import ExecutionError, requirements
+
 
 def migration_waves(migrations, parallel=2):
     """Waves of migrations in which every host sends or receives at most one domain.
 
     Each migration goes into the earliest wave after the last one that uses either of its hosts,
     so every host sees its migrations in plan order (the plan's memory and load predictions assume
-    that order), and a wave holds at most ``parallel`` migrations.
+    that order), and a wave holds at most ``parallel`` migrations. A migration also goes after the
+    wave of every earlier migration it ``requires`` (by VM name), so their outcomes are known before it runs.
     """
     if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
         raise AnsibleFilterError(f"migration_waves: parallel must be a whole number of at least 1, got {parallel!r}")
@@ -21,11 +24,17 @@ def migration_waves(migrations, parallel=2):
         raise AnsibleFilterError(f"migration_waves: migrations must be a list, got {type(migrations).__name__}")
     waves = []
     last_wave_of_host = {}
+    wave_of_vm = {}
     for index, migration in enumerate(migrations):
         if not isinstance(migration, dict) or not {"source", "destination"} <= migration.keys():
             raise AnsibleFilterError(f"migration_waves: migrations[{index}] needs 'source' and 'destination', got {migration!r}")
+        try:
+            required = requirements(migration, f"migrations[{index}]")
+        except ExecutionError as e:
+            raise AnsibleFilterError(f"migration_waves: {e}") from e
         hosts = (migration["source"], migration["destination"])
-        wave = max(last_wave_of_host.get(host, -1) for host in hosts) + 1
+        wave = max([last_wave_of_host.get(host, -1) for host in hosts]
+                   + [wave_of_vm[vm] for vm in required if vm in wave_of_vm]) + 1
         while wave < len(waves) and len(waves[wave]) >= parallel:
             wave += 1
         if wave == len(waves):
@@ -33,6 +42,8 @@ def migration_waves(migrations, parallel=2):
         waves[wave].append(migration)
         for host in hosts:
             last_wave_of_host[host] = wave
+        if "vm" in migration:
+            wave_of_vm[migration["vm"]] = wave
     return waves
 
 
