@@ -9,26 +9,10 @@ so a user can find the bad entry in a 1,000-host inventory.
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, Callable, Optional, Tuple
 
 RUNNING = "running"
-
-DEFAULTS = {
-    "load_threshold": 0.75,
-    "max_over": 10,
-    "max_load_candidate": 0.65,
-    "max_vm_per_host": None,
-    "max_migrations": 5,
-    "cooldown": 60,
-    "memory_reserve_mb": 512,
-    "anti_affinity": [],
-    "pin": {},
-    "exclude": [],
-    "maintenance": [],
-    "interval": 5,
-    "now": None,
-}
 
 
 class PlacementError(ValueError):
@@ -51,11 +35,6 @@ class Domain:
     def running(self):
         return self.state == RUNNING
 
-    @property
-    def sort_key(self):
-        """Biggest CPU user first; memory and name make the order total."""
-        return (-self.cpu, self.memory_mb, self.name, self.uuid)
-
 
 @dataclass
 class Host:
@@ -70,42 +49,6 @@ class Host:
 
     def __post_init__(self):
         self.running = tuple(d for d in self.domains if d.running)
-
-
-@dataclass(frozen=True)
-class Policy:
-    load_threshold: float
-    max_over: float
-    max_load_candidate: float
-    max_vm_per_host: Optional[int]
-    max_migrations: int
-    cooldown: float
-    memory_reserve_mb: float
-    anti_affinity: Tuple[Tuple[str, ...], ...]
-    pin: Mapping
-    exclude: frozenset
-    maintenance: frozenset
-    interval: float
-    now: float
-    groups_of: Mapping = field(default_factory=dict)
-
-    def as_dict(self):
-        """The effective policy, as the output reports it."""
-        return {
-            "load_threshold": self.load_threshold,
-            "max_over": self.max_over,
-            "max_load_candidate": self.max_load_candidate,
-            "max_vm_per_host": self.max_vm_per_host,
-            "max_migrations": self.max_migrations,
-            "cooldown": self.cooldown,
-            "memory_reserve_mb": self.memory_reserve_mb,
-            "anti_affinity": [list(g) for g in self.anti_affinity],
-            "pin": {k: sorted(v) for k, v in sorted(self.pin.items())},
-            "exclude": sorted(self.exclude),
-            "maintenance": sorted(self.maintenance),
-            "interval": self.interval,
-            "now": self.now,
-        }
 
 
 # ---------------------------------------------------------------- field checks
@@ -310,14 +253,110 @@ def parse_cluster(cluster):
 
 
 # ---------------------------------------------------------------- policy
+#
+# POLICY is the one place the policy is spelled: each knob's name, default, parser and how the
+# output reports it. DEFAULTS, the Policy dataclass, parse_policy and Policy.as_dict all come from
+# it, and a unit test holds the filter's documented defaults (rebalance_plan.yml) to it.
+
+ENGINES = ("auto", "exact", "greedy")
 
 
-def _policy_number(data, name, minimum=None, above=None, maximum=None):
-    value = _number("policy", data, name, minimum=minimum, above=above, required=False,
-                    default=DEFAULTS[name])
-    if maximum is not None and value > maximum:
-        _fail("policy", name, f"a number <= {maximum}", value)
-    return value
+@dataclass(frozen=True)
+class Knob:
+    """One policy key: its default (what null means too), its parser and its output form."""
+
+    name: str
+    default: Any
+    parse: Callable[[str, Any], Any]
+    export: Callable[[Any], Any] = lambda value: value
+
+
+def _knob_number(minimum=None, above=None, maximum=None):
+    def parse(name, value):
+        value = _number("policy", {name: value}, name, minimum=minimum, above=above)
+        if maximum is not None and value > maximum:
+            _fail("policy", name, f"a number <= {maximum}", value)
+        return value
+    return parse
+
+
+def _knob_count(minimum=0):
+    def parse(name, value):
+        count = _count("policy", {name: value}, name)
+        if count < minimum:
+            _fail("policy", name, f"a whole number >= {minimum} or null", value)
+        return count
+    return parse
+
+
+def _knob_groups(name, value):
+    groups = []
+    for group in _list("policy", value, name):
+        names = _string_list("policy", group, name)
+        if len(names) < 2:
+            _fail("policy", name, "a list of groups of at least 2 domain names", group)
+        groups.append(tuple(sorted(set(names))))
+    return tuple(sorted(set(groups)))
+
+
+def _knob_pin(name, value):
+    pin = {}
+    for domain, hosts in _mapping("policy", value, name).items():
+        if not isinstance(domain, str):
+            _fail("policy", name, "a mapping of domain name to list of host names", {domain: hosts})
+        pin[str(domain)] = frozenset(_string_list("policy", hosts, f"{name}.{domain}"))
+    return pin
+
+
+def _knob_names(name, value):
+    return frozenset(_string_list("policy", value, name))
+
+
+def _knob_choice(choices):
+    def parse(name, value):
+        if value not in choices:
+            _fail("policy", name, f"one of {', '.join(choices)}", value)
+        return str(value)
+    return parse
+
+
+def _knob_now(name, value):
+    return _number("policy", {name: value}, name)
+
+
+POLICY = (
+    Knob("load_threshold", 0.75, _knob_number(above=0, maximum=1)),
+    Knob("max_over", 10, _knob_number(minimum=0)),
+    Knob("max_load_candidate", 0.65, _knob_number(above=0)),
+    Knob("max_vm_per_host", None, _knob_count(minimum=1)),
+    Knob("max_migrations", 5, _knob_count()),
+    Knob("cooldown", 60, _knob_number(minimum=0)),
+    Knob("memory_reserve_mb", 512, _knob_number(minimum=0)),
+    Knob("anti_affinity", [], _knob_groups, lambda groups: [list(g) for g in groups]),
+    Knob("pin", {}, _knob_pin, lambda pin: {k: sorted(v) for k, v in sorted(pin.items())}),
+    Knob("exclude", [], _knob_names, sorted),
+    Knob("maintenance", [], _knob_names, sorted),
+    Knob("interval", 5, _knob_number(above=0)),
+    Knob("engine", "auto", _knob_choice(ENGINES)),
+    Knob("solver_seconds", 10, _knob_number(above=0)),
+    Knob("now", None, _knob_now),  # None: the controller's clock, read once in parse_policy
+)
+
+DEFAULTS = {knob.name: knob.default for knob in POLICY}
+
+
+def _as_dict(self):
+    """The effective policy, as the output reports it."""
+    return {knob.name: knob.export(getattr(self, knob.name)) for knob in POLICY}
+
+
+Policy = make_dataclass(
+    "Policy",
+    [(knob.name, Any) for knob in POLICY] + [("groups_of", Mapping, field(default_factory=dict))],
+    frozen=True,
+    namespace={"as_dict": _as_dict, "__doc__": "The parsed policy: one field per POLICY knob, plus groups_of "
+                                               "(domain name -> its anti-affinity groups)."},
+)
 
 
 def parse_policy(policy):
@@ -330,59 +369,19 @@ def parse_policy(policy):
     if unknown:
         raise PlacementError(
             f"policy: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(DEFAULTS))})")
-
-    threshold = _policy_number(policy, "load_threshold", above=0, maximum=1)
-    candidate = _policy_number(policy, "max_load_candidate", above=0)
-    if candidate > threshold:
+    values = {}
+    for knob in POLICY:
+        raw = policy.get(knob.name)
+        raw = knob.default if raw is None else raw
+        values[knob.name] = None if raw is None else knob.parse(knob.name, raw)
+    if values["max_load_candidate"] > values["load_threshold"]:
         _fail("policy", "max_load_candidate",
-              f"<= load_threshold {threshold} (else a destination could become overloaded)", candidate)
-
-    max_vm = policy.get("max_vm_per_host")
-    if max_vm is not None:
-        max_vm = _count("policy", policy, "max_vm_per_host")
-        if max_vm < 1:
-            _fail("policy", "max_vm_per_host", "a whole number >= 1 or null", policy["max_vm_per_host"])
-    max_migrations = DEFAULTS["max_migrations"]
-    if policy.get("max_migrations") is not None:
-        max_migrations = _count("policy", policy, "max_migrations")
-
-    anti_affinity = []
-    for group in _list("policy", policy.get("anti_affinity") or [], "anti_affinity"):
-        names = _string_list("policy", group, "anti_affinity")
-        if len(names) < 2:
-            _fail("policy", "anti_affinity", "a list of groups of at least 2 domain names", group)
-        anti_affinity.append(tuple(sorted(set(names))))
-    anti_affinity = tuple(sorted(set(anti_affinity)))
+              f"<= load_threshold {values['load_threshold']} (else a destination could become overloaded)",
+              values["max_load_candidate"])
+    if values["now"] is None:
+        values["now"] = time.time()  # the only impure input; tests and reproducible runs pass `now`
     groups_of = {}
-    for group in anti_affinity:
+    for group in values["anti_affinity"]:
         for name in group:
             groups_of.setdefault(name, []).append(group)
-
-    pin = {}
-    for name, hosts in _mapping("policy", policy.get("pin") or {}, "pin").items():
-        if not isinstance(name, str):
-            _fail("policy", "pin", "a mapping of domain name to list of host names", {name: hosts})
-        pin[str(name)] = frozenset(_string_list("policy", hosts, f"pin.{name}"))
-
-    now = policy.get("now")
-    if now is None:
-        now = time.time()  # the only impure input; tests and reproducible runs pass `now`
-    else:
-        now = _number("policy", policy, "now")
-
-    return Policy(
-        load_threshold=threshold,
-        max_over=_policy_number(policy, "max_over", minimum=0),
-        max_load_candidate=candidate,
-        max_vm_per_host=max_vm,
-        max_migrations=max_migrations,
-        cooldown=_policy_number(policy, "cooldown", minimum=0),
-        memory_reserve_mb=_policy_number(policy, "memory_reserve_mb", minimum=0),
-        anti_affinity=anti_affinity,
-        pin=pin,
-        exclude=frozenset(_string_list("policy", policy.get("exclude") or [], "exclude")),
-        maintenance=frozenset(_string_list("policy", policy.get("maintenance") or [], "maintenance")),
-        interval=_policy_number(policy, "interval", above=0),
-        now=now,
-        groups_of=groups_of,
-    )
+    return Policy(**values, groups_of=groups_of)

@@ -105,11 +105,11 @@ def test_documented_example_through_ansible_playbook(tmp_path):
     result = json.loads(out.read_text())
     assert result["migrations"] == [{
         "vm": "web1", "uuid": "7f0c0e3e-0001", "source": "hv1", "destination": "hv2",
-        "reason": "hv1 overloaded 0.88 > 0.75 for 15 min", "requires": None, "cpu": 2.0, "memory_mb": 4096,
+        "reason": "hv1 overloaded 0.88 > 0.75 for 15 min", "requires": [], "cpu": 2.0, "memory_mb": 4096,
         "source_load_before": 0.875, "source_load_after": 0.625,
         "destination_load_before": 0.125, "destination_load_after": 0.375}]
     assert result["hosts"][0] == {
-        "name": "hv1", "load": 0.875, "predicted_load": 0.625, "overloaded": True, "maintenance": False,
+        "name": "hv1", "cpus": 8, "load": 0.875, "predicted_load": 0.625, "overloaded": True, "maintenance": False,
         "status": "overloaded",
         "reasons": ["load 0.88 > threshold 0.75; samples over threshold 0.75 for 15 min (>= max_over 10 min)",
                     "plan moves web1: predicted load 0.62 <= threshold 0.75"],

@@ -109,18 +109,19 @@ def _refusal(hosts, pol, domain, dest_name):
 
 
 def check_plan(cluster, policy, result, now=NOW):
-    """Assert that every migration is allowed, in order, and strictly improves the measure.
+    """Assert that every migration is allowed, in order, and that the plan improves the measure.
 
-    A make-room migration (the next one `requires` it) leaves a host under the threshold so that
-    the next domain, refused there before, fits: the pair improves the measure together.
+    A make-room migration (a later one lists it in `requires`) leaves a host under the threshold so
+    that a later domain, refused there before, fits. Every migration that no later one requires
+    "closes" a step: the measure must be strictly lower there than at the previous close.
     """
     pol = {**DEFAULTS, **policy}
     hosts = _state(cluster, pol)
     overloaded = {h["name"] for h in result["hosts"] if h["overloaded"]}
     migrations = result["migrations"]
     assert len(migrations) <= pol["max_migrations"]
-    moved = set()
-    before = None
+    moved, done = set(), {}
+    before = measure(hosts, pol)
     for index, move in enumerate(migrations):
         name, source, dest = move["vm"], hosts[move["source"]], hosts[move["destination"]]
         assert name not in moved, f"{name} moves twice"
@@ -128,31 +129,34 @@ def check_plan(cluster, policy, result, now=NOW):
         assert move["source"] != move["destination"]
         domain = next(d for d in source["running"] if d["name"] == name)
         assert move["uuid"] == domain["uuid"]
-        enabled = migrations[index + 1] if index + 1 < len(migrations) else None
-        makes_room = enabled is not None and enabled["requires"] == name
-        if move["requires"] is not None:
-            previous = migrations[index - 1]
-            assert index > 0 and previous["vm"] == move["requires"] and previous["source"] == move["destination"]
-        if makes_room:
-            assert not source["maintenance"] and _loads(hosts)[move["source"]] <= pol["load_threshold"], \
+        assert isinstance(move["requires"], list)
+        for required in move["requires"]:
+            assert required in done and done[required]["source"] == move["destination"], \
+                f"{name} requires {required}, which did not leave {move['destination']} before it"
+        enabled = [m for m in migrations[index + 1:] if name in m["requires"]]
+        primary = (source["maintenance"] or move["source"] in overloaded
+                   or _breaks_rule(hosts, pol, name, move["source"]))
+        if enabled and not primary:
+            assert _loads(hosts)[move["source"]] <= pol["load_threshold"], \
                 f"{name} makes room on a host that is itself over the threshold"
-            waiting = next(d for d in hosts[enabled["source"]]["running"] if d["name"] == enabled["vm"])
-            assert _refusal(hosts, pol, waiting, move["source"]) is not None, f"{name} makes room that was there"
+            waiting = [next(d for d in hosts[m["source"]]["running"] if d["name"] == m["vm"]) for m in enabled]
+            assert any(_refusal(hosts, pol, d, move["source"]) is not None for d in waiting), \
+                f"{name} makes room that was there"
         else:
-            assert (source["maintenance"] or move["source"] in overloaded
-                    or _breaks_rule(hosts, pol, name, move["source"])), f"{move['source']} sheds for no reason"
+            assert primary, f"{move['source']} sheds for no reason"
         assert name not in pol["exclude"]
         last = domain.get("last_migration")
         if last and pol["cooldown"]:
             assert (now - last["time"]) / 60 >= pol["cooldown"], f"{name} moved inside its cooldown"
         refused = _refusal(hosts, pol, domain, move["destination"])
         assert refused is None, f"{name} onto {move['destination']} breaks {refused}"
-        if move["requires"] is None:
-            before = measure(hosts, pol)
         source["running"].remove(domain)
         source["free"] += domain["memory_mb"]
         dest["running"].append(domain)
         dest["free"] -= domain["memory_mb"]
-        if not makes_room:
-            assert measure(hosts, pol) < before, f"moving {name} does not improve the measure"
+        done[name] = move
+        if not enabled:
+            after = measure(hosts, pol)
+            assert after < before, f"moving {name} does not improve the measure"
+            before = after
     return hosts

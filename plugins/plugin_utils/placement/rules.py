@@ -1,0 +1,212 @@
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The hard placement rules, each in one place, and the one home of the numeric tolerance.
+
+Three kinds of rule:
+- MOVABLE: may this domain move at all (exclude, cooldown)? `blocks(domain, policy)` -> reason or None.
+- PLACE: may this domain go to this host now? `rejects(domain, dest, state, policy)` -> reason or
+  None, where `dest` is a state.HostState and `state` the ClusterState (placement of the others).
+  `surely_rejects(domain, dest, policy, after)` is an optional cheap bound for the search's fast
+  path: True only when `rejects` would refuse too (it never builds a sentence).
+- BROKEN: does this domain break a rule where it runs now (pin, anti-affinity)?
+  `broken_now(name, host_name, policy, placement)` -> reason or None, for repair.
+
+The greedy search asks the PLACE rules in order (cheapest and most often decisive first); the exact
+engine turns the same rules into constraints (exact.py) and every exact plan is replayed through
+`first_rejection` before it is accepted, so both engines agree on what is valid.
+"""
+
+from .history import minutes
+
+# Loads are fractions summed with math.fsum; a cheap running estimate may differ from the exact sum
+# by rounding, so fast paths only reject beyond this margin and the exact check decides near a limit.
+TOLERANCE = 1e-9
+
+
+# ---------------------------------------------------------------- may the domain move at all
+
+class Exclude:
+    name = "exclude"
+
+    @staticmethod
+    def blocks(domain, policy):
+        return "excluded by policy" if domain.name in policy.exclude else None
+
+
+class Cooldown:
+    name = "cooldown"
+
+    @staticmethod
+    def blocks(domain, policy):
+        if domain.last_migration_time is None or policy.cooldown <= 0:
+            return None
+        since = (policy.now - domain.last_migration_time) / 60
+        if since < policy.cooldown:
+            return f"cooldown: migrated {minutes(max(since, 0))} min ago, cooldown {minutes(policy.cooldown)} min"
+        return None
+
+
+MOVABLE = (Exclude, Cooldown)
+
+
+def blocker(domain, policy):
+    """Why a domain may not move at all, or None."""
+    for rule in MOVABLE:
+        reason = rule.blocks(domain, policy)
+        if reason is not None:
+            return reason
+    return None
+
+
+# ---------------------------------------------------------------- may the domain go there
+
+class Maintenance:
+    name = "maintenance"
+
+    @staticmethod
+    def surely_rejects(domain, dest, policy, after):
+        return dest.maintenance
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        return f"{dest.name} in maintenance" if dest.maintenance else None
+
+
+class Pin:
+    name = "pin"
+
+    @staticmethod
+    def allows(domain_name, host_name, policy):
+        allowed = policy.pin.get(domain_name)
+        return allowed is None or host_name in allowed
+
+    @staticmethod
+    def surely_rejects(domain, dest, policy, after):
+        return not Pin.allows(domain.name, dest.name, policy)
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        if Pin.allows(domain.name, dest.name, policy):
+            return None
+        return f"{dest.name} not in pin [{', '.join(sorted(policy.pin[domain.name]))}]"
+
+    @staticmethod
+    def broken_now(name, host_name, policy, placement):
+        if Pin.allows(name, host_name, policy):
+            return None
+        return f"{name} on {host_name}, outside its pin [{', '.join(sorted(policy.pin[name]))}]"
+
+
+class MaxLoadCandidate:
+    name = "max_load_candidate"
+
+    @staticmethod
+    def surely_rejects(domain, dest, policy, after):
+        return after > policy.max_load_candidate + TOLERANCE
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        after = dest.load_with(domain.cpu)
+        if after > policy.max_load_candidate:
+            return (f"{dest.name} load {dest.load:.2f} + {after - dest.load:.2f}"
+                    f" = {after:.2f} > max_load_candidate {policy.max_load_candidate}")
+        return None
+
+
+class Memory:
+    name = "memory"
+
+    @staticmethod
+    def needed_mb(domain, policy):
+        return domain.memory_mb + policy.memory_reserve_mb
+
+    @staticmethod
+    def surely_rejects(domain, dest, policy, after):
+        return dest.free_mb < Memory.needed_mb(domain, policy)
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        if dest.free_mb < Memory.needed_mb(domain, policy):
+            return (f"{dest.name} memory {dest.free_mb:g} MB free < {domain.memory_mb:g}"
+                    f" + reserve {policy.memory_reserve_mb:g}")
+        return None
+
+
+class MaxVmPerHost:
+    name = "max_vm_per_host"
+
+    @staticmethod
+    def surely_rejects(domain, dest, policy, after):
+        return policy.max_vm_per_host is not None and dest.running + 1 > policy.max_vm_per_host
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        if MaxVmPerHost.surely_rejects(domain, dest, policy, None):
+            return f"{dest.name} runs {dest.running} domains, max_vm_per_host {policy.max_vm_per_host}"
+        return None
+
+
+class AntiAffinity:
+    name = "anti_affinity"
+
+    @staticmethod
+    def mates_on(name, host_name, policy, placement):
+        """(group, members of it other than `name` placed on host_name), first group with any."""
+        for group in policy.groups_of.get(name, ()):
+            there = [other for other in group if other != name and placement.get(other) == host_name]
+            if there:
+                return group, there
+        return None, ()
+
+    @staticmethod
+    def surely_rejects(domain, dest, policy, after):
+        return False  # needs the placement; decided by rejects
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        group, there = AntiAffinity.mates_on(domain.name, dest.name, policy, state.placement)
+        if there:
+            return f"{dest.name} anti-affinity group [{', '.join(group)}]: {', '.join(there)} runs there"
+        return None
+
+    @staticmethod
+    def broken_now(name, host_name, policy, placement):
+        group, there = AntiAffinity.mates_on(name, host_name, policy, placement)
+        if there:
+            return f"{name} on {host_name} with {', '.join(there)}, anti-affinity group [{', '.join(group)}]"
+        return None
+
+
+PLACE = (Maintenance, Pin, MaxLoadCandidate, Memory, MaxVmPerHost, AntiAffinity)
+# The numeric rules, in the order a search's fast path tests them.
+NUMERIC = (MaxLoadCandidate, Memory, MaxVmPerHost)
+BROKEN = (Pin, AntiAffinity)
+
+
+def first_rejection(domain, dest, state, policy):
+    """(rule name, reason) of the first PLACE rule that refuses `domain` onto `dest`, or None."""
+    if dest.name == state.placement.get(domain.name):
+        return "same_host", f"{dest.name} is where it runs"
+    for rule in PLACE:
+        reason = rule.rejects(domain, dest, state, policy)
+        if reason is not None:
+            return rule.name, reason
+    return None
+
+
+def rule_break(name, host_name, policy, placement):
+    """Why a running domain breaks a pin or an anti-affinity group where it runs now, or None.
+
+    The PLACE rules keep a plan from creating such a break; this finds the ones a plan starts with
+    (a manual migration, an HA restart, a rule added later), for the planner to repair.
+    """
+    for rule in BROKEN:
+        reason = rule.broken_now(name, host_name, policy, placement)
+        if reason is not None:
+            return reason
+    return None
+
+
+def has_rules(name, policy):
+    """Whether any BROKEN rule names this domain (the others cannot break)."""
+    return name in policy.pin or name in policy.groups_of

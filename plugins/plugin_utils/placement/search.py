@@ -1,0 +1,168 @@
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The greedy engine's destination search: the best host the rules allow, and make-room chains.
+
+Every refusal is written to the decision log when it happens (explain.DecisionLog), with the rules
+that refused and their numbers at that moment, so the plan's `skipped` says what really happened.
+"""
+
+import math
+from dataclasses import dataclass
+
+from . import objective, rules
+from .model import Domain
+from .state import HostState
+
+
+@dataclass(frozen=True)
+class Room:
+    """Room for `domain` on `host`: `room` first moves from `host` to `room_dest`."""
+
+    room: Domain
+    host: HostState
+    room_dest: HostState
+    peak: float
+
+
+class Search:
+    def __init__(self, state, policy, log):
+        self.state = state
+        self.policy = policy
+        self.log = log
+        # A refused search is remembered until a host gains room (state.opened grows): without
+        # that, hosts only fill up, so the same search would be refused again.
+        self.refused_at = {}  # domain name -> len(state.opened) when its search was refused
+
+    def allowed(self, domain, dest):
+        return rules.first_rejection(domain, dest, self.state, self.policy) is None
+
+    def best_destination(self, domain, source):
+        """The best destination every rule allows, or None (and the refusal is logged)."""
+        refused_at = self.refused_at.get(domain.name)
+        if refused_at is None:
+            best = self._scan(domain, source, None)
+        else:
+            opened = {self.state[name] for name in self.state.opened[refused_at:]}
+            best = self._scan(domain, source, opened)
+        if best is None:
+            if refused_at is None or len(self.state.opened) > refused_at:
+                self.log.no_destination(domain, self.why_no_destination(domain, source))
+            self.refused_at[domain.name] = len(self.state.opened)
+        return best
+
+    def _scan(self, domain, source, only):
+        """Best allowed destination by objective.destination_rank, among `only` or all hosts.
+
+        Hosts are bucketed by CPU count and each bucket is sorted by load, so within a bucket the
+        load after the move grows along the list: stop at the first host that cannot beat the best.
+        """
+        policy = self.policy
+        best_key, best = None, None
+        if only is None:
+            buckets, sorted_scan = self.state.by_load.values(), True
+        else:
+            buckets, sorted_scan = [sorted((s.load, s.name) for s in only)], False
+        for bucket in buckets:
+            for load, name in bucket:
+                dest = self.state[name]
+                after = load + domain.cpu / dest.cpus
+                if sorted_scan and (rules.MaxLoadCandidate.surely_rejects(domain, dest, policy, after)
+                                    or (best_key is not None and after > best_key[0])):
+                    break
+                if name == source.name or any(r.surely_rejects(domain, dest, policy, after) for r in rules.PLACE):
+                    continue
+                key = objective.destination_rank(after, dest)
+                if best_key is not None and key >= best_key:
+                    continue
+                if not self.allowed(domain, dest):
+                    continue
+                best_key, best = key, dest
+        return best
+
+    def make_room(self, domain, source, already_moved):
+        """The best Room letting `domain` onto a host that refuses it now, or None.
+
+        The room is a movable domain on a host under the threshold, moving to its own best
+        destination, after which every rule allows `domain` onto that host
+        (objective.room_rank chooses among them).
+        """
+        policy, state = self.policy, self.state
+        limit = policy.max_load_candidate + rules.TOLERANCE
+        need_mb = rules.Memory.needed_mb(domain, policy)
+        best_key, best = None, None
+        for host in state.hosts:
+            target = state[host.name]
+            if (target is source or target.maintenance or target.load > policy.load_threshold
+                    or not rules.Pin.allows(domain.name, host.name, policy)):
+                continue
+            for room in host.running:
+                # cheap rejections first: the load and memory once room has left and domain arrived
+                if (state.placement.get(room.name) != host.name
+                        or target.load + (domain.cpu - room.cpu) / target.cpus > limit
+                        or target.free_mb + room.memory_mb < need_mb
+                        or room.name in already_moved or rules.blocker(room, policy) is not None):
+                    continue
+                with state.lifted(room) as vacated:
+                    after = vacated.load_with(domain.cpu)
+                    refused = rules.first_rejection(domain, vacated, state, policy)
+                if refused or (best_key is not None and (after, room.memory_mb) > best_key[:2]):
+                    continue
+                room_dest = self._scan(room, target, None)
+                if room_dest is None:
+                    continue
+                key = objective.room_rank(max(after, room_dest.load_with(room.cpu)), room.memory_mb,
+                                          host.name, room.name)
+                if best_key is None or key < best_key:
+                    best_key, best = key, Room(room, target, room_dest, key[0])
+        return best
+
+    def why_no_destination(self, domain, source):
+        """Each rule that refuses the domain now, with its first host and how many more."""
+        policy, state = self.policy, self.state
+        by_rule = {}
+        too_busy, in_maintenance = [], []
+        for name in sorted(state.by_name):
+            dest = state[name]
+            if name == source.name:
+                continue
+            if dest.maintenance:
+                in_maintenance.append(name)
+                continue
+            if dest.load > policy.max_load_candidate:
+                too_busy.append(name)
+                continue
+            after = dest.load + domain.cpu / dest.cpus
+            # The numeric rules are sorted out without formatting a sentence for each of 1,000 hosts.
+            rule = next((r.name for r in rules.NUMERIC if r.surely_rejects(domain, dest, policy, after)), None)
+            if rule is not None and rule in by_rule:
+                by_rule[rule][1] += 1
+                continue
+            rejection = rules.first_rejection(domain, dest, state, policy)
+            if rejection is None:
+                return "not needed: a destination exists but the plan did not need this move"
+            by_rule.setdefault(rejection[0], [rejection[1], 0])[1] += 1
+        parts = [first if count == 1 else f"{first} (and {count - 1} more)" for first, count in by_rule.values()]
+        if too_busy:
+            parts.append(f"{len(too_busy)} host(s) already over max_load_candidate"
+                         f" {policy.max_load_candidate} (e.g. {too_busy[0]})")
+        if in_maintenance:
+            parts.append(f"{len(in_maintenance)} host(s) in maintenance ({', '.join(in_maintenance[:3])})")
+        return "no destination: " + ("; ".join(parts) if parts else "no other host")
+
+
+def excess_cores(host, threshold):
+    """Cores a host must shed to reach the threshold (exactly rounded)."""
+    return math.fsum(host.cpu_values) - threshold * host.cpus
+
+
+def fewest_needed(host, candidates, threshold):
+    """How many of the candidates, in order, must leave to bring the host under the threshold."""
+    excess = excess_cores(host, threshold)
+    removed, total = [], 0.0
+    for count, domain in enumerate(candidates, 1):
+        removed.append(domain.cpu)
+        total += domain.cpu
+        # the running total is a cheap filter; fsum decides exactly
+        if total >= excess * (1 - rules.TOLERANCE) and host.load_without(removed) <= threshold:
+            return count
+    return None

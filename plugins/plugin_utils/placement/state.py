@@ -1,0 +1,208 @@
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cluster as a plan changes it: host loads, memory, placement, and the moves so far.
+
+Loads are exactly rounded sums (math.fsum) of the domains' `cpu`, so the result does not depend on
+input order and re-planning the predicted state sees the very same numbers. Moves are applied and
+undone in stack order (the last applied is the first undone).
+"""
+
+import math
+from bisect import bisect_left, insort
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from .model import Domain
+
+
+def rounded(value):
+    """Loads in the output: 4 decimals."""
+    return round(value, 4)
+
+
+def plain(number):
+    """Memory back to an int when it is one, so the output reads like the input."""
+    return int(number) if float(number).is_integer() else number
+
+
+@dataclass
+class Move:
+    """One migration of a plan; the loads are filled in when the state applies it."""
+
+    domain: Domain
+    source: str
+    destination: str
+    reason: str
+    requires: Tuple[str, ...] = ()  # vm names of earlier moves that make room on the destination
+    source_load_before: Optional[float] = None
+    source_load_after: Optional[float] = None
+    destination_load_before: Optional[float] = None
+    destination_load_after: Optional[float] = None
+
+    def as_dict(self):
+        return {
+            "vm": self.domain.name,
+            "uuid": self.domain.uuid,
+            "source": self.source,
+            "destination": self.destination,
+            "reason": self.reason,
+            "requires": list(self.requires),
+            "cpu": self.domain.cpu,
+            "memory_mb": self.domain.memory_mb,
+            "source_load_before": rounded(self.source_load_before),
+            "source_load_after": rounded(self.source_load_after),
+            "destination_load_before": rounded(self.destination_load_before),
+            "destination_load_after": rounded(self.destination_load_after),
+        }
+
+
+@dataclass(eq=False)
+class HostState:
+    """A host's predicted resources while the plan is being built."""
+
+    name: str
+    cpus: float
+    maintenance: bool
+    cpu_values: list
+    free_parts: list
+    running: int = 0
+    load: float = 0.0
+    free_mb: float = 0.0
+    initial_load: float = 0.0
+    initial_free_mb: float = 0.0
+    initial_running: int = 0
+    arrived: list = field(default_factory=list)
+    left: list = field(default_factory=list)
+
+    @classmethod
+    def of(cls, host, maintenance):
+        state = cls(host.name, host.cpus, maintenance, [d.cpu for d in host.running], [host.memory_free_mb])
+        state.running = len(state.cpu_values)
+        state._changed()
+        state.initial_load, state.initial_free_mb, state.initial_running = state.load, state.free_mb, state.running
+        return state
+
+    def load_with(self, cpu):
+        return math.fsum(self.cpu_values + [cpu]) / self.cpus
+
+    def load_without(self, cpus):
+        return math.fsum(self.cpu_values + [-c for c in cpus]) / self.cpus
+
+    def _changed(self):
+        self.load = math.fsum(self.cpu_values) / self.cpus
+        self.free_mb = math.fsum(self.free_parts)
+
+    def add(self, domain):
+        self.cpu_values.append(domain.cpu)
+        self.free_parts.append(-domain.memory_mb)
+        self.running += 1
+        self._changed()
+
+    def remove(self, domain):
+        self.cpu_values.remove(domain.cpu)
+        self.free_parts.append(domain.memory_mb)
+        self.running -= 1
+        self._changed()
+
+    def unadd(self, domain):
+        self.cpu_values.remove(domain.cpu)
+        self.free_parts.remove(-domain.memory_mb)
+        self.running -= 1
+        self._changed()
+
+    def unremove(self, domain):
+        self.cpu_values.append(domain.cpu)
+        self.free_parts.remove(domain.memory_mb)
+        self.running += 1
+        self._changed()
+
+
+class ClusterState:
+    """Hosts, placement and the plan's moves, with apply/undo.
+
+    `by_load` keeps the possible destinations bucketed by CPU count, each bucket sorted by load,
+    for the destination search. `opened` lists, in order, the hosts that gained room (a domain
+    left them, or an arrival was undone): a search refused before can only succeed on those.
+    """
+
+    def __init__(self, hosts, policy):
+        self.hosts = hosts
+        self.by_name = {h.name: HostState.of(h, h.maintenance or h.name in policy.maintenance) for h in hosts}
+        self.placement = {d.name: h.name for h in hosts for d in h.running}
+        self.domains = {d.name: d for h in hosts for d in h.running}
+        self.moves = []
+        self.moved = set()
+        self.opened = []
+        self.by_load = {}
+        for host in sorted(self.by_name.values(), key=lambda s: (s.load, s.name)):
+            if not host.maintenance:
+                self.by_load.setdefault(host.cpus, []).append((host.load, host.name))
+
+    def __getitem__(self, name):
+        return self.by_name[name]
+
+    def states(self):
+        return self.by_name.values()
+
+    def _reindex(self, host, old_load):
+        if host.maintenance:
+            return
+        bucket = self.by_load[host.cpus]
+        del bucket[bisect_left(bucket, (old_load, host.name))]
+        insort(bucket, (host.load, host.name))
+
+    def apply(self, move):
+        source, dest = self.by_name[move.source], self.by_name[move.destination]
+        move.source_load_before, move.destination_load_before = source.load, dest.load
+        source.remove(move.domain)
+        dest.add(move.domain)
+        self._reindex(source, move.source_load_before)
+        self._reindex(dest, move.destination_load_before)
+        move.source_load_after, move.destination_load_after = source.load, dest.load
+        self.placement[move.domain.name] = dest.name
+        self.moved.add(move.domain.name)
+        self.opened.append(source.name)
+        source.left.append(move.domain.name)
+        dest.arrived.append(move.domain.name)
+        self.moves.append(move)
+        return move
+
+    def undo(self):
+        """Undo the last applied move and return it."""
+        move = self.moves.pop()
+        source, dest = self.by_name[move.source], self.by_name[move.destination]
+        source_now, dest_now = source.load, dest.load
+        dest.unadd(move.domain)
+        source.unremove(move.domain)
+        self._reindex(source, source_now)
+        self._reindex(dest, dest_now)
+        self.placement[move.domain.name] = source.name
+        self.moved.discard(move.domain.name)
+        self.opened.append(dest.name)
+        source.left.pop()
+        dest.arrived.pop()
+        return move
+
+    def undo_to(self, count):
+        """Undo moves until `count` remain; return the undone ones, in the order they were applied."""
+        undone = []
+        while len(self.moves) > count:
+            undone.append(self.undo())
+        return undone[::-1]
+
+    @contextmanager
+    def lifted(self, domain):
+        """The state as if `domain` had left its host, for checking what its departure allows."""
+        host = self.by_name[self.placement[domain.name]]
+        before = host.load
+        host.remove(domain)
+        self._reindex(host, before)
+        self.placement[domain.name] = None
+        try:
+            yield host
+        finally:
+            lifted_load = host.load
+            host.unremove(domain)
+            self._reindex(host, lifted_load)
+            self.placement[domain.name] = host.name
