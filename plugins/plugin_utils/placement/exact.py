@@ -1,9 +1,56 @@
 # Copyright: xen.drs contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The exact engine (being built): until it is, every plan is the greedy one."""
+"""The exact engine: the plan as a mixed-integer program, solved with HiGHS (highspy).
 
+The model (end state of the plan; one binary x[d, h] per candidate domain d and allowed host h):
+- Candidates: the movable domains on hosts that must act (maintenance hosts, sustained-overloaded
+  hosts, domains breaking a pin or an anti-affinity group), plus "room makers": movable domains on
+  possible destinations whose departure would let some candidate in (memory, load, VM count or an
+  anti-affine mate), at most ROOM_MAKERS_PER_HOST per host. Every move of the greedy plan is in the
+  model too, so the greedy plan is a feasible warm start. Other domains stay where they are.
+- Destinations: hosts not in maintenance, not sustained-overloaded and at most at the threshold.
+  A host that already meets every rule (load <= max_load_candidate, memory reserve free, VM count)
+  keeps meeting it at the end; a host that does not may receive only if its end state does
+  (y[h] switches its constraints on). The rules are those of rules.py: pin and maintenance as
+  absent variables, memory with the reserve, max_load_candidate, max_vm_per_host, anti-affinity
+  (no host ends with two members of a group unless it started so, and none arrives there).
+- Objective, lexicographic (objective.py), solved in two stages, each exact:
+  1. W_M * (domains left on maintenance hosts) + W_B * (rule breaks) + W_O * (sustained-overloaded
+     hosts left over the threshold) + (their load above the threshold). The first three terms are
+     integers and the last is at most its value now, so W_O > that value, W_B > W_O * (hosts + 1)
+     and W_M > W_B * (most breaks + 1) order them exactly.
+     When the greedy plan already reaches 0 (the usual case), stage 1 is skipped: 0 is optimal.
+  2. With stage 1 held at its optimum: W_N * migrations + peak load + memory moved / (1e4 * total),
+     W_N larger than the range of the peak, so migrations come first exactly; memory moved only
+     breaks ties between plans whose peaks differ by less than 1e-4.
+- The solve is bounded by a node limit (MIP_MAX_NODES, deterministic: the same input gives the same
+  plan) and by policy.solver_seconds of wall clock only as a safety net, which the plan reports.
+- A MIP constrains the end state. Its moves are then ordered by replaying them through the greedy's
+  own rules (rules.first_rejection), each valid at its turn given the moves before it; a move
+  `requires` the earlier departures from its destination without which it would be refused. A plan
+  with no executable order (a swap that needs both domains to leave first), or whose objective is
+  not better than the greedy plan's, is not used: the greedy plan stands.
+"""
+
+import math
 from dataclasses import dataclass
 from typing import Optional
+
+from . import objective, rules
+from .state import Move
+
+try:
+    import highspy
+    import numpy as np
+except ImportError:  # pragma: no cover - the requirements install it; the greedy engine needs nothing
+    highspy = None
+
+MAX_HOSTS = 250
+MAX_DOMAINS = 5000
+MAX_COLUMNS = 60000
+ROOM_MAKERS_PER_HOST = 4
+MIP_MAX_NODES = 2000
+STAGE_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -16,8 +63,437 @@ class Outcome:
 
 
 def too_big(hosts):
-    return "the exact engine is not available yet"
+    """Why the exact engine does not serve this pool, or None."""
+    if highspy is None:
+        return "highspy is not installed"
+    running = sum(len(h.running) for h in hosts)
+    if len(hosts) > MAX_HOSTS or running > MAX_DOMAINS:
+        return (f"{len(hosts)} hosts / {running} running domains is above the exact engine's"
+                f" {MAX_HOSTS} hosts / {MAX_DOMAINS} domains")
+    return None
+
+
+class _Model:
+    """Columns and rows of the MIP, built from the initial state of a Planning."""
+
+    def __init__(self, planning, greedy_moves):
+        self.planning = planning
+        state, policy = planning.state, planning.policy
+        self.state, self.policy = state, policy
+        verdicts = planning.verdicts
+        threshold, candidate = policy.load_threshold, policy.max_load_candidate
+        self.columns = []  # (kind, key)
+        self.lower, self.upper, self.integral = [], [], []
+        self.rows = []  # (lower, upper, [(column, value)])
+
+        hosts = {h.name: h for h in state.hosts}
+        self.home = {d.name: h.name for h in state.hosts for d in h.running}
+        self.domains = state.domains
+        self.sustained = [n for n in sorted(hosts) if verdicts[n].sustained]
+        self.maintenance = [n for n in sorted(hosts) if state[n].maintenance]
+        self.destinations = [n for n in sorted(hosts) if not state[n].maintenance and not verdicts[n].sustained
+                             and state[n].load <= threshold]
+
+        movable = {name for name, d in self.domains.items() if rules.blocker(d, policy) is None}
+        acting = set(self.sustained) | set(self.maintenance)
+        candidates = {n for n in movable if self.home[n] in acting
+                      and (self.domains[n].cpu > 0 or state[self.home[n]].maintenance)}
+        candidates |= {n for n in planning.initial_breaks if n in movable}
+        candidates |= {m.domain.name for m in greedy_moves}
+        room_makers = self._room_makers(candidates, movable)
+        self.movers = sorted(candidates | room_makers)
+
+        # x columns: statically allowed (pin, maintenance, not home, could fit if room were made)
+        self.x = {}
+        for name in self.movers:
+            for dest in self._static_destinations(name, room_makers):
+                self.x[name, dest] = self._column("x", (name, dest), 0, 1, True)
+        for move in greedy_moves:  # the warm start must be representable
+            key = (move.domain.name, move.destination)
+            if key not in self.x:
+                self.x[key] = self._column("x", key, 0, 1, True)
+        self.outgoing, self.incoming = {}, {h: [] for h in hosts}
+        for (name, dest), col in sorted(self.x.items()):
+            self.outgoing.setdefault(name, []).append(col)
+            self.incoming[dest].append((name, col))
+        for name, cols in self.outgoing.items():
+            self._row(-math.inf, 1, [(c, 1.0) for c in cols])
+        self._destination_rows(candidate)
+        self.excess = {s: self._column("e", s, 0, math.inf, False) for s in self.sustained}
+        self.over = {s: self._column("o", s, 0, 1, True) for s in self.sustained}
+        for s in self.sustained:
+            current = state[s]
+            # end load - threshold <= e, and <= (load now - threshold) * o (o = 1: still overloaded)
+            terms = [(c, -self.domains[n].cpu / current.cpus) for n in self._residents(s)
+                     for c in self.outgoing.get(n, ())]
+            self._row(-math.inf, threshold - current.load, terms + [(self.excess[s], -1.0)])
+            self._row(-math.inf, threshold - current.load,
+                      terms + [(self.over[s], -(current.load - threshold))])
+        self.left_on_maintenance = []  # (constant, terms): domains that stay
+        for m in self.maintenance:
+            for n in self._residents(m):
+                self.left_on_maintenance.append([(c, -1.0) for c in self.outgoing.get(n, ())])
+        self.break_terms, self.break_constant = self._break_rows()
+        self._row(-math.inf, policy.max_migrations, [(c, 1.0) for c in self.x.values()])
+        self.peak = self._column("p", "peak", 0, math.inf, False)
+        fixed_peak = max((state[h].load for h in hosts if not self.incoming[h] and h not in self.outgoing_hosts()),
+                         default=0.0)
+        self.lower[self.peak] = fixed_peak
+        for h in sorted(hosts):
+            terms = self._load_terms(h)
+            if terms:
+                current = state[h]
+                self._row(-math.inf, -current.load, terms + [(self.peak, -1.0)])
+
+    # ------------------------------------------------------------ building blocks
+
+    def _column(self, kind, key, lower, upper, integral):
+        self.columns.append((kind, key))
+        self.lower.append(lower)
+        self.upper.append(upper)
+        self.integral.append(integral)
+        return len(self.columns) - 1
+
+    def _row(self, lower, upper, terms):
+        if terms:
+            self.rows.append((lower, upper, terms))
+
+    def _residents(self, host_name):
+        return sorted(d.name for d in self.state.parsed[host_name].running)
+
+    def outgoing_hosts(self):
+        return {self.home[n] for n in self.outgoing}
+
+    def _load_terms(self, h):
+        """End load of host h minus its load now, as terms in x."""
+        cpus = self.state[h].cpus
+        terms = [(c, -self.domains[n].cpu / cpus) for n in self._residents(h) for c in self.outgoing.get(n, ())]
+        terms += [(c, self.domains[n].cpu / cpus) for n, c in self.incoming[h]]
+        return terms
+
+    def _room_makers(self, candidates, movable):
+        """Movable domains on destinations whose departure would let some candidate in."""
+        state, policy = self.state, self.policy
+        chosen = set()
+        for h in self.destinations:
+            current = state[h]
+            helpful = []
+            residents = [d for d in state.parsed[h].running if d.name in movable and d.name not in candidates]
+            if not residents:
+                continue
+            refused = [self.domains[c] for c in sorted(candidates) if self.home[c] != h
+                       and rules.Pin.allows(c, h, policy)
+                       and rules.first_rejection(self.domains[c], current, state, policy) is not None]
+            if not refused:
+                continue
+            for room in residents:
+                count = 0
+                with state.lifted(room) as vacated:
+                    for waiting in refused:
+                        if rules.first_rejection(waiting, vacated, state, policy) is None:
+                            count += 1
+                if count:
+                    helpful.append((-count, -room.memory_mb, room.cpu, room.name))
+            chosen |= {entry[3] for entry in sorted(helpful)[:ROOM_MAKERS_PER_HOST]}
+        return chosen
+
+    def _static_destinations(self, name, room_makers):
+        state, policy = self.state, self.policy
+        domain = self.domains[name]
+        home = self.home[name]
+        for h in self.destinations:
+            if h == home or not rules.Pin.allows(name, h, policy):
+                continue
+            current = state[h]
+            leaving = [d for d in state.parsed[h].running if d.name in room_makers]
+            free = current.free_mb + sum(d.memory_mb for d in leaving)
+            if free < rules.Memory.needed_mb(domain, policy):
+                continue
+            lowest = math.fsum(current.cpu_values + [-d.cpu for d in leaving] + [domain.cpu]) / current.cpus
+            if lowest > policy.max_load_candidate + rules.TOLERANCE:
+                continue
+            group, mates = rules.AntiAffinity.mates_on(name, h, policy, state.placement)
+            if mates and not all(m in self.movers for m in mates):
+                continue
+            yield h
+
+    def _destination_rows(self, candidate):
+        state, policy = self.state, self.policy
+        limit = policy.max_vm_per_host
+        for h in self.destinations:
+            arrivals = self.incoming[h]
+            if not arrivals:
+                continue
+            current = state[h]
+            residents = self._residents(h)
+            leaving_cols = [(n, c) for n in residents for c in self.outgoing.get(n, ())]
+            clean = (current.load <= candidate and current.free_mb >= policy.memory_reserve_mb
+                     and (limit is None or current.running <= limit))
+            switch = None
+            if not clean:
+                switch = self._column("y", h, 0, 1, True)
+                for _name, col in arrivals:
+                    self._row(-math.inf, 0, [(col, 1.0), (switch, -1.0)])
+            # load: end load <= max_load_candidate
+            terms = self._load_terms(h)
+            self._guarded(terms, candidate - current.load, switch,
+                          sum(self.domains[n].cpu for n, _c in arrivals) / current.cpus)
+            # memory: memory taken in - memory freed <= free now - reserve
+            terms = [(c, float(self.domains[n].memory_mb)) for n, c in arrivals]
+            terms += [(c, -float(self.domains[n].memory_mb)) for n, c in leaving_cols]
+            self._guarded(terms, current.free_mb - policy.memory_reserve_mb, switch,
+                          sum(self.domains[n].memory_mb for n, _c in arrivals))
+            if limit is not None:
+                terms = [(c, 1.0) for _n, c in arrivals] + [(c, -1.0) for _n, c in leaving_cols]
+                self._guarded(terms, limit - current.running, switch, len(arrivals))
+            for group in policy.anti_affinity:
+                staying = [n for n in group if self.home.get(n) == h]
+                coming = [(n, c) for n, c in arrivals if n in group]
+                if not coming:
+                    continue
+                # arrivals + members that stay <= 1 (a member arrives only where none stays)
+                terms = [(c, 1.0) for _n, c in coming]
+                terms += [(c, -1.0) for n in staying for c in self.outgoing.get(n, ())]
+                self._row(-math.inf, 1 - len(staying), terms)
+
+    def _guarded(self, terms, bound, switch, big):
+        """sum(terms) <= bound, or only when switch = 1 (big bounds the terms' largest value)."""
+        if switch is None:
+            self._row(-math.inf, bound, terms)
+        else:
+            slack = max(0.0, big - bound) + 1.0
+            self._row(-math.inf, bound + slack, terms + [(switch, slack)])
+
+    def _break_rows(self):
+        """Terms counting the rule breaks left (pin and anti-affinity), and their constant part."""
+        state, policy = self.state, self.policy
+        terms, constant = [], 0
+        for name in sorted(self.planning.initial_breaks):
+            if not rules.Pin.allows(name, self.home[name], policy):
+                constant += 1
+                terms += [(c, -1.0) for c in self.outgoing.get(name, ())]
+        for group in policy.anti_affinity:
+            by_host = {}
+            for name in group:
+                if name in self.home:
+                    by_host.setdefault(self.home[name], []).append(name)
+            for h, members in sorted(by_host.items()):
+                if len(members) < 2:
+                    continue
+                count = len(members)
+                resolved = self._column("r", (group, h), 0, 1, True)
+                broken = self._column("b", (group, h), 0, math.inf, False)
+                leaving = [(c, -1.0) for n in members for c in self.outgoing.get(n, ())]
+                # staying = count + sum(leaving); staying <= 1 + (count - 1)(1 - resolved)
+                self._row(-math.inf, 1 + (count - 1) - count, leaving + [(resolved, count - 1)])
+                # broken >= staying - count * resolved
+                self._row(-math.inf, -count, leaving + [(resolved, -count), (broken, -1.0)])
+                terms.append((broken, 1.0))
+        return terms, constant
+
+    # ------------------------------------------------------------ solving
+
+    def objective_terms(self, tier):
+        """[(column, coefficient)] of a stage's objective."""
+        if tier == 1:
+            initial_excess = math.fsum(max(0.0, self.state[s].load - self.policy.load_threshold)
+                                       for s in self.sustained)
+            most_breaks = self.break_constant + sum(1 for _c, v in self.break_terms if v > 0) * len(self.domains)
+            w_over = initial_excess + 1.0
+            w_break = w_over * (len(self.sustained) + 1)
+            w_maintenance = w_break * (most_breaks + 1) + w_break
+            terms = [(c, 1.0) for c in self.excess.values()]
+            terms += [(c, w_over) for c in self.over.values()]
+            terms += [(c, w_break * v) for c, v in self.break_terms]
+            terms += [(c, w_maintenance * v) for row in self.left_on_maintenance for c, v in row]
+            constant = w_break * self.break_constant + w_maintenance * len(self.left_on_maintenance)
+            return terms, constant
+        loads = [s.load for s in self.state.states()]
+        peak_range = max(loads, default=0.0) + sum(d.cpu for d in self.domains.values()) / min(
+            (s.cpus for s in self.state.states()), default=1.0)
+        w_moves = peak_range + 1.0
+        memory_total = sum(self.domains[n].memory_mb for n in self.movers) or 1.0
+        terms = [(c, w_moves + self.domains[name].memory_mb / (1e4 * memory_total))
+                 for (name, _dest), c in self.x.items()]
+        terms.append((self.peak, 1.0))
+        return terms, 0.0
+
+
+def _combine(terms):
+    merged = {}
+    for column, value in terms:
+        merged[column] = merged.get(column, 0.0) + value
+    return merged
+
+
+def _solve(model, stage_one_cap, greedy_columns, seconds):
+    """One HiGHS solve; returns (values or None, model status, gap, objective)."""
+    highs = getattr(highspy, "_Highs", highspy.Highs)()  # the bare binding prints no banner
+    for option, value in (("output_flag", False), ("mip_max_nodes", MIP_MAX_NODES), ("threads", 1),
+                          ("random_seed", 0), ("time_limit", float(seconds)), ("mip_rel_gap", 0.0)):
+        highs.setOptionValue(option, value)
+    count = len(model.columns)
+    inf = highspy.kHighsInf
+    lower = np.array([v if v != -math.inf else -inf for v in model.lower], dtype=np.float64)
+    upper = np.array([v if v != math.inf else inf for v in model.upper], dtype=np.float64)
+    highs.addVars(count, lower, upper)
+    highs.changeColsIntegrality(count, np.arange(count, dtype=np.int32),
+                                np.array(model.integral, dtype=np.uint8))
+    tier = 1 if stage_one_cap is None else 2
+    terms, _constant = model.objective_terms(tier)
+    cost = np.zeros(count)
+    for column, value in _combine(terms).items():
+        cost[column] += value
+    highs.changeColsCost(count, np.arange(count, dtype=np.int32), cost)
+    rows = list(model.rows)
+    if stage_one_cap is not None:
+        stage_one, constant = model.objective_terms(1)
+        rows.append((-math.inf, stage_one_cap - constant, list(_combine(stage_one).items())))
+    for low, high, row_terms in rows:
+        merged = _combine(row_terms)
+        highs.addRow(-inf if low == -math.inf else low, inf if high == math.inf else high, len(merged),
+                     np.array(list(merged), dtype=np.int32), np.array(list(merged.values()), dtype=np.float64))
+    if greedy_columns is not None:
+        index = np.array(sorted(model.x.values()), dtype=np.int32)
+        values = np.array([1.0 if c in greedy_columns else 0.0 for c in index], dtype=np.float64)
+        highs.setSolution(len(index), index, values)
+    highs.run()
+    status = highs.modelStatusToString(highs.getModelStatus())
+    info = highs.getInfo()
+    solution = highs.getSolution().col_value
+    if info.primal_solution_status != 2 or len(solution) != count:
+        return None, status, None, None
+    gap = info.mip_gap if math.isfinite(info.mip_gap) else None
+    return list(solution), status, gap, info.objective_function_value
 
 
 def improve(planning, greedy_moves, greedy_objective):
-    return Outcome()
+    """Solve; replace planning.state's greedy moves with the exact plan when it is valid and better."""
+    state = planning.state
+    threshold = planning.policy.load_threshold
+    greedy_left_over = math.fsum(max(0.0, s.load - threshold) + (s.load > threshold)
+                                 for s in state.states() if planning.verdicts[s.name].sustained)
+    applied = state.undo_to(0)
+    model = _Model(planning, greedy_moves)
+    if len(model.columns) > MAX_COLUMNS:
+        _restore(state, applied)
+        return Outcome(status="model too big", warning=(
+            f"the exact model has {len(model.columns)} columns (> {MAX_COLUMNS}): greedy plan kept"))
+    greedy_columns = {model.x[m.domain.name, m.destination] for m in greedy_moves}
+    seconds = planning.policy.solver_seconds
+    stage_one_optimal = True
+    if greedy_objective[:2] == (0, 0) and greedy_left_over <= STAGE_TOLERANCE:
+        cap = 0.0  # the greedy plan reaches stage 1's lower bound
+    else:
+        values, status, _gap, value = _solve(model, None, greedy_columns, seconds)
+        if values is None:
+            _restore(state, applied)
+            return Outcome(status=f"stage 1: {status}", optimal=False)
+        stage_one_optimal = status == "Optimal"
+        _terms, constant = model.objective_terms(1)
+        cap = value + constant
+    values, status, gap, _value = _solve(model, cap + STAGE_TOLERANCE * max(1.0, abs(cap)), greedy_columns, seconds)
+    if values is None:
+        _restore(state, applied)
+        return Outcome(status=f"stage 2: {status}", optimal=False)
+    optimal = stage_one_optimal and status == "Optimal"
+    chosen = [key for key, col in sorted(model.x.items()) if values[col] > 0.5]
+    status_text = "optimal" if optimal else status
+    ordered = _order(planning, chosen)
+    if ordered is None:
+        _restore(state, applied)
+        return Outcome(status=f"{status_text}; no executable order", optimal=optimal, gap=gap,
+                       warning="the exact plan has no executable order (a swap): greedy plan kept")
+    exact_objective = objective.objective_of(planning.current_measure(), state.moves)
+    if not _better(exact_objective, greedy_objective):
+        state.undo_to(0)
+        _restore(state, applied)
+        return Outcome(status=f"{status_text}; greedy plan as good", optimal=optimal, gap=gap)
+    return Outcome(accepted=True, optimal=optimal, gap=gap, status=status_text)
+
+
+def _restore(state, moves):
+    for move in moves:
+        state.apply(move)
+
+
+def _better(candidate, incumbent):
+    """Lexicographic comparison with the stage tolerance on the continuous terms."""
+    for mine, theirs in zip(candidate, incumbent):
+        if abs(mine - theirs) > STAGE_TOLERANCE * max(1.0, abs(theirs)):
+            return mine < theirs
+    return False
+
+
+def _order(planning, chosen):
+    """Apply the chosen (domain, destination) pairs to the state in an executable order, or None.
+
+    Priority: evacuations, repairs, then moves off sustained hosts (each by name), room makers when
+    something waits for them; at each turn the first move in that order that every rule allows.
+    """
+    state, policy, verdicts = planning.state, planning.policy, planning.verdicts
+    home = dict(state.placement)
+
+    def priority(pair):
+        name, dest = pair
+        source = home[name]
+        if state[source].maintenance:
+            return (0, source, name)
+        if name in planning.initial_breaks:
+            return (1, source, name)
+        if verdicts[source].sustained:
+            return (2, source, name)
+        return (3, source, name)
+
+    pending = sorted(chosen, key=priority)
+    while pending:
+        for index, (name, dest) in enumerate(pending):
+            domain = state.domains[name]
+            if rules.first_rejection(domain, state[dest], state, policy) is None:
+                break
+        else:
+            state.undo_to(0)
+            return None
+        pending.pop(index)
+        requires = _requirements(state, policy, domain, dest)
+        state.apply(Move(domain, home[name], dest, "", requires))
+    _explain(planning, home)
+    return state.moves
+
+
+def _requirements(state, policy, domain, dest):
+    """The earlier departures from `dest` without which `domain` would be refused there."""
+    departed = [m for m in state.moves if m.source == dest]
+    needed = []
+    for move in departed:
+        with state.placed(move.domain, dest):
+            if rules.first_rejection(domain, state[dest], state, policy) is not None:
+                needed.append(move.domain.name)
+    if not needed and departed:
+        with state.placed_all([m.domain for m in departed], dest):
+            if rules.first_rejection(domain, state[dest], state, policy) is not None:
+                needed = [m.domain.name for m in departed]
+    return tuple(needed)
+
+
+def _explain(planning, home):
+    """Each move's reason, as the greedy engine would give it."""
+    state, verdicts = planning.state, planning.verdicts
+    required_by = {}
+    for move in state.moves:
+        for name in move.requires:
+            required_by.setdefault(name, []).append(move)
+    for move in state.moves:
+        name, source = move.domain.name, move.source
+        if state[source].maintenance:
+            move.reason = f"{source} in maintenance"
+        elif name in planning.initial_breaks:
+            move.reason = planning.initial_breaks[name]
+        elif verdicts[source].sustained:
+            move.reason = verdicts[source].reason
+    for move in state.moves:
+        if not move.reason:
+            waiting = required_by.get(move.domain.name, [])
+            why = waiting[0].reason if waiting else "exact plan"
+            move.reason = (f"makes room on {move.source} for {', '.join(m.domain.name for m in waiting)}: {why}"
+                           if waiting else f"moves with the exact plan: {why}")

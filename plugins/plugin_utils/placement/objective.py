@@ -5,16 +5,19 @@
 The plan's objective, compared term by term (lexicographically), smaller is better:
   1. on_maintenance_hosts  running domains left on maintenance hosts
   2. rule_breaks           running domains breaking a pin or an anti-affinity group
-  3. load_above_threshold  sum over hosts of (load - load_threshold) where positive
-  4. migrations            number of migrations in the plan
-  5. peak_load             highest host load after the plan
-  6. memory_moved_mb       memory of the domains moved
-Terms 1-3 are the measure of a cluster state (MEASURE_TERMS, reported before and after with the
+  3. overloaded_hosts      hosts whose load is above load_threshold
+  4. load_above_threshold  sum over hosts of (load - load_threshold) where positive
+  5. migrations            number of migrations in the plan
+  6. peak_load             highest host load after the plan
+  7. memory_moved_mb       memory of the domains moved
+Terms 1-4 are the measure of a cluster state (MEASURE_TERMS, reported before and after with the
 tie-breakers peak_load and sum_of_squares). A single migration is "strictly better" when it lowers
-the measure: it lowers one of terms 1-3 and raises none before it. Every migration of a plan does,
-except a make-room migration, which leaves terms 1-3 as they are and lets a later migration that
-`requires` it lower them. So no plan contains a move that only shuffles load, terms 4-6 choose
-among the plans that reach the same terms 1-3, and re-planning the predicted result plans nothing.
+the measure: it lowers one of terms 1-4 and raises none before it. Every migration of a plan does,
+except a make-room migration, which leaves terms 1-4 as they are and lets a later migration that
+`requires` it lower them. So no plan contains a move that only shuffles load, terms 5-7 choose
+among the plans that reach the same terms 1-4, and re-planning the predicted result plans nothing.
+Only sustained-overloaded hosts shed load, so terms 3-4 change only on those (and on maintenance
+hosts being emptied).
 
 A new objective is a new term here (in its documented place) and, for the greedy search, a weigher
 below: a function giving the sort key of a choice.
@@ -22,15 +25,17 @@ below: a function giving the sort key of a choice.
 
 import math
 
-MEASURE_TERMS = ("on_maintenance_hosts", "rule_breaks", "load_above_threshold", "peak_load", "sum_of_squares")
-OBJECTIVE_TERMS = ("on_maintenance_hosts", "rule_breaks", "load_above_threshold", "migrations", "peak_load",
-                   "memory_moved_mb")
+MEASURE_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "load_above_threshold", "peak_load",
+                 "sum_of_squares")
+OBJECTIVE_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "load_above_threshold", "migrations",
+                   "peak_load", "memory_moved_mb")
 
 
 def measure_of(loads, evacuate, breaks, threshold):
     """The measure as a tuple in MEASURE_TERMS order."""
     return (evacuate,
             breaks,
+            sum(1 for load in loads if load > threshold),
             math.fsum(max(0.0, load - threshold) for load in loads),
             max(loads, default=0.0),
             math.fsum(load * load for load in loads))
@@ -38,7 +43,7 @@ def measure_of(loads, evacuate, breaks, threshold):
 
 def objective_of(measure, moves):
     """The plan's objective (OBJECTIVE_TERMS) from the measure after it and its moves."""
-    return (measure[0], measure[1], measure[2], len(moves), measure[3],
+    return (measure[0], measure[1], measure[2], measure[3], len(moves), measure[4],
             math.fsum(move.domain.memory_mb for move in moves))
 
 

@@ -17,6 +17,7 @@ from . import exact, explain, rules, steps
 from .history import SUSTAINED, Judgment, judge, minutes
 from .model import parse_cluster, parse_policy
 from .objective import MEASURE_TERMS, measure_of, objective_of
+from .search import Search
 from .state import ClusterState, rounded
 
 
@@ -61,7 +62,7 @@ def measure_now(state, policy, initial=False):
 
 
 def _measure_dict(terms):
-    return dict(zip(MEASURE_TERMS, terms[:2] + tuple(rounded(t) for t in terms[2:])))
+    return dict(zip(MEASURE_TERMS, terms[:3] + tuple(rounded(t) for t in terms[3:])))
 
 
 def needs_work(state, verdicts, initial_breaks):
@@ -84,6 +85,9 @@ class Planning:
         self.initial_measure = measure_now(self.state, policy, initial=True)
         self.engine = "greedy"
         self.solver = {"optimal": None, "gap": None, "status": None}
+
+    def current_measure(self):
+        return measure_now(self.state, self.policy)
 
     def run(self):
         greedy = steps.Greedy(self.state, self.policy, self.log, self.verdicts)
@@ -108,6 +112,25 @@ class Planning:
             self.log.warn(outcome.warning)
         if outcome.accepted:
             self.engine = "exact"
+            self._explain_exact()
+
+    def _explain_exact(self):
+        """The exact plan decided at once: what stays is explained against the state it leads to."""
+        state, policy, log = self.state, self.policy, self.log
+        log.refusals.clear()
+        log.unaffordable.clear()
+        self.budget = policy.max_migrations - len(state.moves)
+        self.out_of_budget = self.budget <= 0
+        search = Search(state, policy, log)
+        still_broken = breaks(state, policy)
+        for host in state.hosts:
+            current = state[host.name]
+            acting = current.maintenance or (self.verdicts[host.name].sustained and current.load > policy.load_threshold)
+            for domain in host.running:
+                if domain.name in state.moved or rules.blocker(domain, policy) is not None:
+                    continue
+                if acting or domain.name in still_broken:
+                    log.no_destination(domain, search.why_no_destination(domain, current))
 
     def report(self):
         state, policy = self.state, self.policy

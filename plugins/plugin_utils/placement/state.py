@@ -128,6 +128,7 @@ class ClusterState:
 
     def __init__(self, hosts, policy):
         self.hosts = hosts
+        self.parsed = {h.name: h for h in hosts}
         self.by_name = {h.name: HostState.of(h, h.maintenance or h.name in policy.maintenance) for h in hosts}
         self.placement = {d.name: h.name for h in hosts for d in h.running}
         self.domains = {d.name: d for h in hosts for d in h.running}
@@ -206,3 +207,33 @@ class ClusterState:
             host.unremove(domain)
             self._reindex(host, lifted_load)
             self.placement[domain.name] = host.name
+
+    @contextmanager
+    def placed(self, domain, host_name):
+        """The state as if `domain` ran on host_name (where it is placed now it is not)."""
+        with self.placed_all([domain], host_name):
+            yield self.by_name[host_name]
+
+    @contextmanager
+    def placed_all(self, domains, host_name):
+        target = self.by_name[host_name]
+        origins = []
+        for domain in domains:
+            origin = self.by_name[self.placement[domain.name]]
+            before_origin, before_target = origin.load, target.load
+            origin.remove(domain)
+            target.add(domain)
+            self._reindex(origin, before_origin)
+            self._reindex(target, before_target)
+            self.placement[domain.name] = host_name
+            origins.append((domain, origin))
+        try:
+            yield target
+        finally:
+            for domain, origin in reversed(origins):
+                before_origin, before_target = origin.load, target.load
+                target.unadd(domain)
+                origin.unremove(domain)
+                self._reindex(origin, before_origin)
+                self._reindex(target, before_target)
+                self.placement[domain.name] = origin.name

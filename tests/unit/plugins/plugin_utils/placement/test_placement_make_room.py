@@ -43,10 +43,21 @@ def test_the_room_is_the_domain_giving_the_lowest_peak():
 
 
 def test_no_chain_when_direct_moves_are_as_few():
-    # hv1 at 7.0/8 must shed 1.0: two smalls do it, as many moves as a chain.
-    result = plan(pool(2.0), {"now": NOW, "exclude": ["x"]})
+    # hv1 at 7.0/8 must shed 1.0: two smalls do it, as many moves as a chain; the greedy engine
+    # keeps to direct moves then.
+    result = plan(pool(2.0), {"now": NOW, "exclude": ["x"], "engine": "greedy"})
     assert [m["vm"] for m in result["migrations"]] == ["s1", "s2"]
     assert all(m["requires"] == [] for m in result["migrations"])
+
+
+def test_the_exact_engine_takes_the_chain_when_it_gives_a_lower_peak_for_as_many_moves():
+    # Same 2 migrations; the chain leaves the peak at 0.5 (hv1 and hv2), the smalls at 0.75 (hv1).
+    cluster, policy = pool(2.0), {"now": NOW, "exclude": ["x"]}
+    result = plan(cluster, policy)
+    assert (result["engine"], result["optimal"]) == ("exact", True)
+    assert moves(result) == [("r", "hv2", "hv3"), ("big", "hv1", "hv2", "r")]
+    assert result["measure"]["after"]["peak_load"] == 0.5
+    check_plan(cluster, policy, result)
 
 
 def test_no_room_is_made_with_domains_that_may_not_move():
