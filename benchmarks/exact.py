@@ -46,12 +46,14 @@ def _quiet_highs():
     return highs
 
 
-def minimum_migrations(cluster, policy, time_limit=20.0, reach=None, direct_only=False):
+def minimum_migrations(cluster, policy, time_limit=20.0, reach=None, direct_only=False, must_clear=()):
     """Solve; returns ``{migrations, overloaded, status, bound}``.
 
     ``reach``: optional ``{"overloaded": n, "excess": x}`` the result must be at least as good as.
     ``direct_only``: only domains on overloaded hosts may move (no "make room" chains), the class
     of plans xen.drs searches.
+    ``must_clear``: overloaded hosts the plan must bring to or under the threshold (no plan at all,
+    ``migrations`` None, if that is impossible); the others are cleared as far as possible as usual.
 
     ``migrations`` is the optimal plan (list of ``{vm, source, destination}``), ``overloaded`` the
     hosts it leaves overloaded, ``status`` "optimal" or the HiGHS status when the time limit hit
@@ -100,11 +102,13 @@ def minimum_migrations(cluster, policy, time_limit=20.0, reach=None, direct_only
     highs.setOptionValue("time_limit", float(time_limit))
     highs.setOptionValue("mip_rel_gap", 0.0)
     count = len(columns)
-    upper = np.array([highspy.kHighsInf if kind == "e" else 1.0 for kind, _key in columns])
+    forced = set(must_clear)
+    upper = np.array([highspy.kHighsInf if kind == "e" else (0.0 if kind == "z" and key in forced else 1.0)
+                      for kind, key in columns])
     highs.addVars(count, np.zeros(count), upper)
     integral = np.array([kind != "e" for kind, _key in columns], dtype=np.uint8)
     highs.changeColsIntegrality(count, np.arange(count, dtype=np.int32), integral)
-    weight = 0.0 if reach is not None else len(x) + 1
+    weight = 0.0 if reach is not None else len(outgoing_vms(x)) + 1  # more than any migration count
     cost = np.array([1.0 if kind == "x" else (weight if kind == "z" else 0.0) for kind, _key in columns])
     highs.changeColsCost(count, np.arange(count, dtype=np.int32), cost)
 
@@ -131,21 +135,37 @@ def minimum_migrations(cluster, policy, time_limit=20.0, reach=None, direct_only
         now_cores = placement.cpu_used[host]
         terms = [(col, -cpu[vm]) for vm in sorted(placement.members[host]) for col in outgoing.get(vm, ())]
         terms += [(col, cpu[vm]) for vm, col in incoming[host]]
+        # Big-M terms as small as validity allows (a tight relaxation is what lets HiGHS prove
+        # optimality in seconds): a host that receives nothing (y = 0) only loses load and memory,
+        # and a host that receives ends under max_load_candidate < load_threshold, so z = 1 need
+        # only allow the load it has now.
         if host in z:
-            big = now_cores
+            big = now_cores - threshold * cores[host]
             row(-inf, threshold * cores[host] - now_cores, terms + [(z[host], -big)])
+            # Cover cut: clearing the host takes at least as many departures as its biggest movable
+            # domains need to shed the excess (valid since arrivals only add load).
+            leaving_cols = [col for vm in sorted(placement.members[host]) for col in outgoing.get(vm, ())]
+            sizes = sorted((cpu[vm] for vm in placement.members[host] if vm in outgoing), reverse=True)
+            need, shed = 0, 0.0
+            while need < len(sizes) and shed < big - 1e-9:
+                shed += sizes[need]
+                need += 1
+            if shed < big - 1e-9:
+                row(1, inf, [(z[host], 1.0)])  # cannot be cleared even if every movable domain left
+            elif need:
+                row(need, inf, [(col, 1.0) for col in leaving_cols] + [(z[host], float(need))])
         if host in excess:
             row(-inf, threshold * cores[host] - now_cores, terms + [(excess[host], -cores[host])])
         if incoming[host]:
-            big = now_cores + sum(cpu[vm] for vm, _col in incoming[host])
+            big = max(0.0, now_cores - candidate_max * cores[host])
             row(-inf, candidate_max * cores[host] - now_cores + big, terms + [(y[host], big)])
             leaving = [(col, -float(mem[vm])) for vm in sorted(placement.members[host]) for col in outgoing.get(vm, ())]
-            big = max(0.0, -placement.free_mb(host)) + sum(mem[vm] for vm in placement.members[host])
+            big = max(0.0, -placement.free_mb(host))
             row(-inf, placement.free_mb(host) + big,
                 [(col, float(mem[vm])) for vm, col in incoming[host]] + leaving + [(y[host], big)])
             limit = pol["max_vm_per_host"]
             if limit is not None:
-                big_n = len(incoming[host]) + len(placement.members[host])
+                big_n = max(0, len(placement.members[host]) - limit)
                 count_terms = [(col, -1.0) for vm in sorted(placement.members[host]) for col in outgoing.get(vm, ())]
                 count_terms += [(col, 1.0) for _vm, col in incoming[host]] + [(y[host], big_n)]
                 row(-inf, limit - len(placement.members[host]) + big_n, count_terms)
@@ -184,6 +204,10 @@ def minimum_migrations(cluster, policy, time_limit=20.0, reach=None, direct_only
         "status": "optimal" if status == "Optimal" else status,
         "bound": info.mip_dual_bound,
     }
+
+
+def outgoing_vms(x):
+    return {vm for vm, _dest in x}
 
 
 def _executable_order(placement, moves):

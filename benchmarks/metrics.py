@@ -31,7 +31,9 @@ def evaluate(cluster, migrations, policy):
     return {
         "migrations": len(migrations),
         "overloaded_before": sum(load > threshold for load in before.values()),
+        "overloaded_before_hosts": sorted(name for name, load in before.items() if load > threshold),
         "overloaded": sum(load > threshold for load in after.values()),
+        "overloaded_hosts": sorted(name for name, load in after.items() if load > threshold),
         "excess": sum(max(0.0, load - threshold) for load in after.values()),
         "peak": max(after.values()),
         "stdev": statistics.pstdev(after.values()),

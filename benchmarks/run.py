@@ -1,12 +1,13 @@
 """xen.drs placement benchmark: generated scenarios, baselines, exact minimum, trace replay.
 
-    python benchmarks/run.py [--quick] [--check] [--seeds N] [--no-traces]
+    python benchmarks/run.py [--quick] [--check] [--seeds N] [--hard-seeds N] [--no-traces]
 
 Prints one table per scenario (migrations planned, hosts still overloaded, peak load, load
 standard deviation, memory moved, planning time, rule breaks) for xen.drs, the Xen Orchestra
 performance plan and ProxLB, plus the exact minimum (HiGHS) on small scenarios; then the
-PlanetLab trace replay; then the target verdicts. Exit code 0 even when a target is missed
-(the misses are printed as MISSED lines) unless --check is given, then 1.
+PlanetLab trace replay; then a summary per scenario kind and the target verdicts. Exit code 0
+even when a target is missed (the misses are printed as MISSED lines) unless --check is given,
+then 1.
 """
 import argparse
 import json
@@ -28,15 +29,23 @@ import rules  # noqa: E402  pylint: disable=wrong-import-position
 import scenarios  # noqa: E402  pylint: disable=wrong-import-position
 import traces  # noqa: E402  pylint: disable=wrong-import-position
 
-PLAN_TIME_TARGET_S = 1.0
-EXACT_SLACK = 0.10
+EXACT_SLACK_PERCENT = 10  # xen.drs may use at most the exact minimum + 10 % migrations
+EXACT_TIME_LIMIT_S = 10.0  # per HiGHS solve; a solve that hits it is reported as not proven optimal
 SMALL = ((4, 40), (8, 120), (16, 240))
 MEDIUM = (100, 2000)
 LARGE = (1000, 20000)
+PLAN_TIME_TARGETS_S = {MEDIUM[0]: 2.0, LARGE[0]: 1.0}  # hosts -> xen.drs planning time target
+QUICK_HARD_SEEDS = 5
+ENGINE_KEYS = ("engine", "optimal", "gap")  # what xen.drs's plan says about how it was found, when it says it
+
+_last_plan = {}  # ENGINE_KEYS of xen.drs's last plan
 
 
 def xen_drs(cluster, policy):
-    return placement.plan(cluster, policy)["migrations"]
+    result = placement.plan(cluster, policy)
+    _last_plan.clear()
+    _last_plan.update((key, result.get(key)) for key in ENGINE_KEYS if key in result)
+    return result["migrations"]
 
 
 PLANNERS = {"xen.drs": xen_drs}
@@ -57,58 +66,92 @@ def best_time(function, repeat):
     return result, wall, cpu
 
 
-def scenario_list(quick, seeds):
-    """(kind, hosts, domains, seed, solve_exactly) for the run."""
+def scenario_list(quick, seeds, hard_seeds):
+    """(kind, hosts, domains, seed, solve_exactly) for the run.
+
+    Quick (what CI runs): one seed of each original kind at 8 hosts, ``QUICK_HARD_SEEDS`` seeds of
+    each hard kind at its own size, and skewed at 100 and 1,000 hosts. Full: ``seeds`` seeds of each
+    original kind at 4, 8 and 16 hosts, ``hard_seeds`` of each hard kind, every kind at 100 and
+    1,000 hosts. Hard kinds at their own size have their own domain density (domains None)."""
     runs = []
     for kind in scenarios.KINDS:
-        sizes = SMALL[1:2] if quick else SMALL
-        for hosts, domains in sizes:
-            for seed in range(1, (1 if quick else seeds) + 1):
-                runs.append((kind, hosts, domains, seed, True))
-        if not quick:
-            runs.append((kind, MEDIUM[0], MEDIUM[1], 1, False))
+        if kind in scenarios.HARD_KINDS:
+            for seed in range(1, (min(hard_seeds, QUICK_HARD_SEEDS) if quick else hard_seeds) + 1):
+                runs.append((kind, scenarios.SIZES[kind], None, seed, True))
+        else:
+            for hosts, domains in SMALL[1:2] if quick else SMALL:
+                for seed in range(1, (1 if quick else seeds) + 1):
+                    runs.append((kind, hosts, domains, seed, True))
         if not quick or kind == "skewed":
+            runs.append((kind, MEDIUM[0], MEDIUM[1], 1, False))
             runs.append((kind, LARGE[0], LARGE[1], 1, False))
     return runs
 
 
-def run_scenario(kind, hosts, domains, seed, solve_exactly):
+def run_scenario(kind, hosts, domains, seed, solve_exactly, time_limit=EXACT_TIME_LIMIT_S):
     cluster = scenarios.generate(kind, hosts, domains, seed)
-    policy = scenarios.policy_for(cluster)
-    # The speed target is xen.drs's: the baselines' times on large scenarios are one run each.
+    policy = scenarios.policy_for(cluster, kind)
+    domains = sum(len(h["domains"]) for h in cluster)
+    # The speed targets are xen.drs's: the baselines' times on large scenarios are one run each.
     repeat = {name: 5 for name in PLANNERS}
-    if hosts >= LARGE[0]:
+    if hosts >= MEDIUM[0]:
         repeat = {name: 3 if name == "xen.drs" else 1 for name in PLANNERS}
     rows = {}
+    engine = {}
     for name, planner in PLANNERS.items():
         migrations, seconds, cpu_seconds = best_time(lambda planner=planner: planner(cluster, policy), repeat[name])
+        if name == "xen.drs":
+            engine = dict(_last_plan)
         row = metrics.evaluate(cluster, migrations, policy)
         row["seconds"], row["cpu_seconds"] = seconds, cpu_seconds
         rows[name] = row
-    result = {"kind": kind, "hosts": hosts, "domains": domains, "seed": seed, "rows": rows, "exact": None}
+    result = {"kind": kind, "hosts": hosts, "domains": domains, "seed": seed, "rows": rows, "exact": None,
+              "engine": engine}
     if solve_exactly:
-        started = time.perf_counter()
-        solved = exact.minimum_migrations(cluster, policy)
-        result["exact"] = exact_row(cluster, policy, solved, started)
         drs = rows["xen.drs"]
+        started = time.perf_counter()
+        solved = exact.minimum_migrations(cluster, policy, time_limit=time_limit)
+        result["exact"] = exact_row(cluster, policy, solved, started)
         if result["exact"] and result["exact"]["overloaded"] and drs["overloaded"] <= result["exact"]["overloaded"]:
             # Some host cannot be cleared: also ask for the fewest migrations to do as well as xen.drs did.
             started = time.perf_counter()
-            solved = exact.minimum_migrations(cluster, policy, reach=drs)
+            solved = exact.minimum_migrations(cluster, policy, time_limit=time_limit, reach=drs)
             result["exact_reach"] = exact_row(cluster, policy, solved, started)
-        yardstick = result.get("exact_reach") or result["exact"]
-        if yardstick and yardstick["chain_moves"] and drs["migrations"] > yardstick["migrations"]:
+        left = cleared_by_exact_only(result)
+        if left and drs["overloaded"] <= result["exact"]["overloaded"]:
+            # As many hosts left over as the exact plan, but others: the exact plan may just have
+            # chosen differently. Ask for a plan that also clears every host xen.drs cleared.
+            started = time.perf_counter()
+            cleared = sorted(set(drs["overloaded_before_hosts"]) - set(drs["overloaded_hosts"]))
+            solved = exact.minimum_migrations(cluster, policy, time_limit=time_limit, must_clear=cleared)
+            result["exact_keep"] = exact_row(cluster, policy, solved, started)
+        best = yardstick(result)
+        if best and best["status"] == "optimal" and best["chain_moves"] and drs["migrations"] > best["migrations"]:
             # Tell apart "xen.drs wastes moves" from "only a make-room chain does better".
             reach = drs if result.get("exact_reach") else None
-            direct = exact.minimum_migrations(cluster, policy, reach=reach, direct_only=True)
-            result["exact_direct"] = len(direct["migrations"]) if direct["migrations"] is not None else None
+            direct = exact.minimum_migrations(cluster, policy, time_limit=time_limit, reach=reach, direct_only=True)
+            result["exact_direct"] = (None if direct["migrations"] is None else
+                                      "%d migrations leaving %d overloaded" % (len(direct["migrations"]),
+                                                                               direct["overloaded"]))
     result["load_average"] = os.getloadavg()[0]
-    if hosts >= LARGE[0]:
+    if hosts >= MEDIUM[0]:
         tracemalloc.start()
         xen_drs(cluster, policy)
         result["peak_memory_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
     return result
+
+
+def cleared_by_exact_only(result):
+    """Hosts xen.drs leaves overloaded that the exact plan clears (sorted names).
+
+    When the exact plan leaves as many hosts over as xen.drs but other ones, run_scenario asks for
+    a second exact plan that also clears every host xen.drs cleared (``exact_keep``); that plan is
+    then the one compared, so a host only counts when clearing it costs none of xen.drs's results."""
+    exact_plan = result.get("exact_keep") or result.get("exact")
+    if not exact_plan:
+        return []
+    return sorted(set(result["rows"]["xen.drs"]["overloaded_hosts"]) - set(exact_plan["overloaded_hosts"]))
 
 
 def exact_row(cluster, policy, solved, started):
@@ -117,11 +160,22 @@ def exact_row(cluster, policy, solved, started):
     row = metrics.evaluate(cluster, solved["migrations"], policy)
     row["seconds"] = time.perf_counter() - started
     row["status"] = solved["status"]
+    row["bound"] = solved["bound"]
     threshold = policy["load_threshold"]
     loads = {h["name"]: rules.host_load(h) for h in cluster}
     row["chain_moves"] = ["%s %s->%s" % (m["vm"], m["source"], m["destination"]) for m in solved["migrations"]
                           if loads[m["source"]] <= threshold]
     return row
+
+
+def ratio(drs, ex):
+    """xen.drs migrations over the yardstick's (None when the yardstick moves nothing)."""
+    return drs["migrations"] / ex["migrations"] if ex["migrations"] else None
+
+
+def yardstick(result):
+    """The exact plan xen.drs's migration count is compared with (None on large scenarios)."""
+    return result.get("exact_reach") or result["exact"]
 
 
 def print_scenario(result):
@@ -136,6 +190,8 @@ def print_scenario(result):
         table["exact (HiGHS)"] = result["exact"]
     if result.get("exact_reach"):
         table["exact, as good"] = result["exact_reach"]
+    if result.get("exact_keep"):
+        table["exact, keeping"] = result["exact_keep"]
     for name, row in table.items():
         print("   %-16s %6d %6d %6.3f %6.3f %8.1f %9.1f %6d" % (
             name, row["migrations"], row["overloaded"], row["peak"], row["stdev"], row["memory_moved_gib"],
@@ -143,57 +199,148 @@ def print_scenario(result):
     for name, row in rows.items():
         for violation in row["violations"][:3]:
             print("   ! %s breaks a rule: %s" % (name, violation))
-    ex = result.get("exact_reach") or result["exact"]
+    engine = result.get("engine") or {}
+    if engine:
+        print("   xen.drs engine: %s" % ", ".join("%s %s" % (key, engine[key]) for key in ENGINE_KEYS if key in engine))
+    ex = yardstick(result)
     if ex:
-        ratio = rows["xen.drs"]["migrations"] / ex["migrations"] if ex["migrations"] else (
-            1.0 if rows["xen.drs"]["migrations"] == 0 else float("inf"))
+        value = ratio(rows["xen.drs"], ex)
         print("   xen.drs / exact minimum migrations: %s  (exact: %s)"
-              % ("%.2f" % ratio if ratio != float("inf") else "inf", ex["status"]))
+              % ("%.2f" % value if value is not None else "- (exact moves nothing)", ex["status"]))
         if result.get("exact_reach"):
             print("   exact leaves %d host(s) overloaded; 'exact, as good' = fewest migrations to leave no more"
                   " overloaded hosts and no more load above threshold than xen.drs" % result["exact"]["overloaded"])
+        if result.get("exact_keep"):
+            print("   'exact, keeping' = exact plan that also clears every host xen.drs cleared")
         if ex["chain_moves"]:
             print("   exact plan moves %d domain(s) off hosts that were not overloaded, to make room: %s"
                   % (len(ex["chain_moves"]), ", ".join(ex["chain_moves"])))
+        left = cleared_by_exact_only(result)
+        if left:
+            print("   ! xen.drs leaves overloaded what the exact plan clears: %s" % ", ".join(left))
+    elif result["exact"] is None and result["hosts"] <= SMALL[-1][0]:
+        print("   exact: no plan found")
     if "peak_memory_mib" in result:
         print("   xen.drs: best CPU time %.1f ms; peak memory while planning (tracemalloc) %.1f MiB;"
               " load average %.1f on %d cores" % (rows["xen.drs"]["cpu_seconds"] * 1000, result["peak_memory_mib"],
                                                   result["load_average"], os.cpu_count()))
 
 
+def label_of(result):
+    return "%s hosts=%d domains=%d seed=%d" % (result["kind"], result["hosts"], result["domains"], result["seed"])
+
+
+TARGET_RULES = "xen.drs obeys the shared rules"
+TARGET_MIGRATIONS = "migrations <= exact minimum + %d%%" % EXACT_SLACK_PERCENT
+TARGET_CLEARS = "every overload the exact plan clears is cleared"
+TARGET_BASELINES = "no baseline clears more overload with no more migrations"
+
+
+def time_target(hosts):
+    return "plan %s hosts / %s domains <= %g s" % (
+        "{:,}".format(hosts), "{:,}".format(hosts * 20), PLAN_TIME_TARGETS_S[hosts])
+
+
 def verdicts(results):
-    """[(target, ok, detail)] for every target check."""
+    """[(target, ok, detail)] for every target check.
+
+    On every scenario solved exactly (at most 16 hosts):
+      - migrations: xen.drs plans at most the exact minimum + 10 % (compared with the exact plan,
+        or with 'exact, as good' when some host cannot be cleared at all);
+      - clears: no host that xen.drs leaves overloaded is cleared by the exact plan, whatever the
+        migration counts (see cleared_by_exact_only for how a tie in the count is judged).
+    When a solve hit its time limit the best plan found is the yardstick: a miss against it is a
+    miss against the minimum too, a pass is reported with "(not proven optimal)".
+    """
     checks = []
     for result in results:
-        label = "%s hosts=%d domains=%d seed=%d" % (result["kind"], result["hosts"], result["domains"], result["seed"])
+        label = label_of(result)
         drs = result["rows"]["xen.drs"]
-        if drs["violations"]:
-            checks.append(("xen.drs obeys the shared rules", False,
-                           "%s: %s" % (label, "; ".join(drs["violations"][:3]))))
-        if result["hosts"] >= LARGE[0]:
-            checks.append(("plan 1,000 hosts / 20,000 domains < %.0f s" % PLAN_TIME_TARGET_S,
-                           drs["seconds"] < PLAN_TIME_TARGET_S,
-                           "%s: %.3f s wall, %.3f s CPU, load average %.1f on %d cores"
-                           % (label, drs["seconds"], drs["cpu_seconds"], result["load_average"], os.cpu_count())))
-        ex = result.get("exact_reach") or result["exact"]
-        if ex and ex["status"] == "optimal":
+        checks.append((TARGET_RULES, not drs["violations"], "%s: %s" % (label, "; ".join(drs["violations"][:3]))))
+        if result["hosts"] in PLAN_TIME_TARGETS_S:
+            limit = PLAN_TIME_TARGETS_S[result["hosts"]]
+            checks.append((time_target(result["hosts"]), drs["seconds"] <= limit,
+                           "%s: %.3f s wall, %.3f s CPU, %.1f MiB peak, load average %.1f on %d cores"
+                           % (label, drs["seconds"], drs["cpu_seconds"], result.get("peak_memory_mib", float("nan")),
+                              result["load_average"], os.cpu_count())))
+        ex = yardstick(result) if result["exact"] else None
+        if ex:
+            unproven = "" if ex["status"] == "optimal" else " (exact not proven optimal: %s)" % ex["status"]
             ok = drs["overloaded"] < ex["overloaded"] or (
-                drs["overloaded"] == ex["overloaded"] and drs["migrations"] <= ex["migrations"] * (1 + EXACT_SLACK))
-            checks.append(("migrations <= exact minimum + 10%", ok,
+                drs["migrations"] * 100 <= ex["migrations"] * (100 + EXACT_SLACK_PERCENT))
+            checks.append((TARGET_MIGRATIONS, ok,
                            "%s: xen.drs %d migrations leaving %d overloaded (excess %.3f), exact %d leaving %d"
-                           " (excess %.3f)%s" % (label, drs["migrations"], drs["overloaded"], drs["excess"],
-                                                 ex["migrations"], ex["overloaded"], ex["excess"],
-                                                 "; exact uses chain moves: %s; without them the minimum is %s"
-                                                 % (", ".join(ex["chain_moves"]), result.get("exact_direct"))
-                                                 if ex["chain_moves"] else "")))
+                           " (excess %.3f)%s%s" % (label, drs["migrations"], drs["overloaded"], drs["excess"],
+                                                   ex["migrations"], ex["overloaded"], ex["excess"], unproven,
+                                                   "; exact uses chain moves: %s; without them the best is %s"
+                                                   % (", ".join(ex["chain_moves"]), result.get("exact_direct"))
+                                                   if ex["chain_moves"] else "")))
+            left = cleared_by_exact_only(result)
+            plan = result.get("exact_keep") or result["exact"]
+            checks.append((TARGET_CLEARS, not left,
+                           "%s: xen.drs (%d migrations) leaves %s overloaded, the exact plan (%d migrations%s) clears"
+                           " %s" % (label, drs["migrations"], ", ".join(drs["overloaded_hosts"]) or "nothing",
+                                    plan["migrations"], ", keeping what xen.drs cleared" if result.get("exact_keep")
+                                    else "", ", ".join(left) or "nothing more")))
         for name in baselines.PLANNERS:
             base = result["rows"][name]
             beaten = base["overloaded"] < drs["overloaded"] and base["migrations"] <= drs["migrations"]
-            checks.append(("no baseline clears more overload with no more migrations", not beaten,
+            checks.append((TARGET_BASELINES, not beaten,
                            "%s: %s %d migrations leaving %d overloaded, xen.drs %d leaving %d"
                            % (label, name, base["migrations"], base["overloaded"], drs["migrations"],
                               drs["overloaded"])))
     return checks
+
+
+def kind_summary(results):
+    """{kind: figures} over the scenarios solved exactly: how xen.drs compares with the exact plan."""
+    summary = {}
+    for result in results:
+        if not result["exact"]:
+            continue
+        drs, ex = result["rows"]["xen.drs"], yardstick(result)
+        entry = summary.setdefault(result["kind"], {
+            "scenarios": 0, "optimal": 0, "ratios": [], "moves_where_exact_none": 0, "migration_misses": 0,
+            "clear_misses": 0, "hosts_left": 0, "overloaded_before": 0, "drs_overloaded": 0,
+            "exact_overloaded": 0, "engines": {}})
+        entry["scenarios"] += 1
+        entry["optimal"] += ex["status"] == "optimal"
+        value = ratio(drs, ex)
+        if value is None:
+            entry["moves_where_exact_none"] += drs["migrations"] > 0
+        else:
+            entry["ratios"].append(value)
+        entry["migration_misses"] += not (drs["overloaded"] < ex["overloaded"] or (
+            drs["migrations"] * 100 <= ex["migrations"] * (100 + EXACT_SLACK_PERCENT)))
+        left = cleared_by_exact_only(result)
+        entry["clear_misses"] += bool(left)
+        entry["hosts_left"] += len(left)
+        entry["overloaded_before"] += drs["overloaded_before"]
+        entry["drs_overloaded"] += drs["overloaded"]
+        entry["exact_overloaded"] += result["exact"]["overloaded"]
+        engine = str((result.get("engine") or {}).get("engine", "-"))
+        entry["engines"][engine] = entry["engines"].get(engine, 0) + 1
+    return summary
+
+
+def print_kind_summary(summary):
+    print("\n== xen.drs against the exact plan, per kind (scenarios of at most 16 hosts)")
+    print("   %-16s %5s %7s %10s %9s %9s %12s %12s %14s  %s" % (
+        "kind", "runs", "optimal", "ratio mean", "ratio max", "migr miss", "clear misses", "hosts left*",
+        "over: before/drs/exact", "engine"))
+    for kind, entry in summary.items():
+        ratios = entry["ratios"]
+        print("   %-16s %5d %7d %10s %9s %9d %12d %12d %8d/%d/%d  %s" % (
+            kind, entry["scenarios"], entry["optimal"],
+            "%.3f" % statistics.mean(ratios) if ratios else "-", "%.3f" % max(ratios) if ratios else "-",
+            entry["migration_misses"], entry["clear_misses"], entry["hosts_left"], entry["overloaded_before"],
+            entry["drs_overloaded"], entry["exact_overloaded"],
+            ", ".join("%s %d" % item for item in sorted(entry["engines"].items()))))
+    print("   ratio: xen.drs / exact migrations where the exact plan moves something; optimal: solves proven"
+          " optimal within %g s; *hosts xen.drs leaves overloaded that the exact plan clears" % EXACT_TIME_LIMIT_S)
+    extra = sum(e["moves_where_exact_none"] for e in summary.values())
+    if extra:
+        print("   xen.drs moves domains in %d scenario(s) where the exact plan moves none" % extra)
 
 
 def run_traces(quick):
@@ -228,24 +375,35 @@ def run_traces(quick):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one seed, one small size, one large scenario, one trace day")
+    parser.add_argument("--quick", action="store_true",
+                        help="what CI runs: one seed of each original kind at 8 hosts, %d of each hard kind,"
+                             " skewed at 100 and 1,000 hosts, one trace day" % QUICK_HARD_SEEDS)
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per small scenario in a full run (default 3)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="seeds per original kind and small size in a full run (default 3)")
+    parser.add_argument("--hard-seeds", type=int, default=20,
+                        help="seeds per hard kind in a full run (default 20; a quick run takes at most %d)"
+                             % QUICK_HARD_SEEDS)
+    parser.add_argument("--exact-time-limit", type=float, default=EXACT_TIME_LIMIT_S,
+                        help="seconds per exact (HiGHS) solve (default %g)" % EXACT_TIME_LIMIT_S)
     parser.add_argument("--no-traces", action="store_true", help="skip the PlanetLab replay")
     parser.add_argument("--json", metavar="FILE", help="also write every figure and verdict to FILE")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    print("xen.drs placement benchmark (%s run); load average %.1f on %d cores; xen.drs times are best of 3-5 runs"
-          % ("quick" if args.quick else "full", os.getloadavg()[0], os.cpu_count()))
+    print("xen.drs placement benchmark (%s run); load average %.1f on %d cores; xen.drs times are best of 3-5 runs;"
+          " exact solves limited to %g s each"
+          % ("quick" if args.quick else "full", os.getloadavg()[0], os.cpu_count(), args.exact_time_limit))
     results = []
-    for kind, hosts, domains, seed, solve in scenario_list(args.quick, args.seeds):
-        result = run_scenario(kind, hosts, domains, seed, solve)
+    for kind, hosts, domains, seed, solve in scenario_list(args.quick, args.seeds, args.hard_seeds):
+        result = run_scenario(kind, hosts, domains, seed, solve, time_limit=args.exact_time_limit)
         print_scenario(result)
         results.append(result)
         sys.stdout.flush()
     replay = None if args.no_traces else run_traces(args.quick)
 
+    summary = kind_summary(results)
+    print_kind_summary(summary)
     checks = verdicts(results)
     print("\n== targets")
     missed = [c for c in checks if not c[1]]
@@ -253,18 +411,26 @@ def main(argv=None):
         mine = [c for c in checks if c[0] == target]
         bad = [c for c in mine if not c[1]]
         print("   %-58s %s (%d/%d scenarios)" % (target, "MISSED" if bad else "met", len(mine) - len(bad), len(mine)))
-    for target, _ok, detail in missed:
-        print("MISSED: %s -- %s" % (target, detail))
-    yardsticks = [(r["rows"]["xen.drs"], r.get("exact_reach") or r["exact"]) for r in results if r["exact"]]
-    ratios = [drs["migrations"] / ex["migrations"] for drs, ex in yardsticks if ex and ex["migrations"]]
+    for result in results:
+        if result["hosts"] in PLAN_TIME_TARGETS_S:
+            drs = result["rows"]["xen.drs"]
+            print("   xen.drs on %s: %.3f s wall, %.3f s CPU, peak memory %.1f MiB (tracemalloc)"
+                  % (label_of(result), drs["seconds"], drs["cpu_seconds"], result["peak_memory_mib"]))
+    ratios = [r for entry in summary.values() for r in entry["ratios"]]
     if ratios:
         print("   xen.drs / exact migrations over %d small scenarios: mean %.3f, max %.3f"
               % (len(ratios), statistics.mean(ratios), max(ratios)))
+    unproven = [label_of(r) for r in results if r["exact"] and yardstick(r)["status"] != "optimal"]
+    if unproven:
+        print("   exact not proven optimal within %g s (best plan found used): %s"
+              % (args.exact_time_limit, "; ".join(unproven)))
+    for target, _ok, detail in missed:
+        print("MISSED: %s -- %s" % (target, detail))
     print("   benchmark wall time: %.1f s" % (time.perf_counter() - started))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"scenarios": results, "replay": replay,
+            json.dump({"scenarios": results, "replay": replay, "per_kind": summary,
                        "targets": [{"target": t, "met": ok, "detail": d} for t, ok, d in checks]}, handle, indent=1)
     return 1 if args.check and missed else 0
 
