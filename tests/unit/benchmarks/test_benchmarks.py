@@ -204,3 +204,220 @@ def test_exact_plan_makes_room_first():
     assert [(m["vm"], m["destination"]) for m in solved["migrations"]] == [("b", "h4"), ("a", "h3")]
     result = metrics.evaluate(cluster, solved["migrations"], policy(cluster))
     assert result["violations"] == [] and result["overloaded"] == 0
+
+
+# --- the hard kinds -------------------------------------------------------------------------------
+
+GIB = 1024
+SEEDS = range(1, 21)
+
+
+def hard(kind, seed):
+    return scenarios.generate(kind, scenarios.SIZES[kind], None, seed)
+
+
+def split_hot(cluster):
+    hot = [h for h in cluster if rules.host_load(h) > scenarios.THRESHOLD]
+    return hot, [h for h in cluster if h not in hot]
+
+
+@pytest.mark.parametrize("kind", scenarios.HARD_KINDS)
+def test_hard_kind_is_seeded_and_small_enough_for_the_exact_solver(kind):
+    assert scenarios.SIZES[kind] <= 16
+    assert hard(kind, 3) == hard(kind, 3)
+    assert hard(kind, 3) != hard(kind, 4)
+    assert len(hard(kind, 3)) == scenarios.SIZES[kind]
+
+
+def test_only_hard_kinds_choose_their_own_domain_count():
+    with pytest.raises(ValueError, match="'skewed' needs a domain count"):
+        scenarios.generate("skewed", 8, None, 1)
+    assert sum(len(h["domains"]) for h in scenarios.generate("scarce_headroom", 14, 300, 1)) == 300
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_scarce_headroom_shape(seed):
+    cluster = hard("scarce_headroom", seed)
+    assert len(cluster) == 14
+    hot, cold = split_hot(cluster)
+    assert len(hot) == 6 and len(cold) == 8
+    assert all(0.78 - 0.002 <= rules.host_load(h) <= 0.84 + 0.002 for h in hot)
+    assert all(0.50 - 0.002 <= rules.host_load(h) <= 0.56 + 0.002 for h in cold)
+    for entry in cluster:
+        assert 8 <= entry["cpus"] <= 64
+        assert entry["memory_mb"] == entry["cpus"] * 4 * GIB
+        assert entry["memory_free_mb"] == entry["memory_mb"] - scenarios.DOM0_MB - sum(
+            d["memory_mb"] for d in entry["domains"]) >= GIB
+        expected = entry["cpus"] * 10 / 16  # about 10 domains per 16 cores
+        assert abs(len(entry["domains"]) - expected) <= 0.15 * expected + 0.5
+        for dom in entry["domains"]:
+            assert 1 <= dom["vcpus"] <= 8 and dom["cpu"] <= dom["vcpus"]
+            assert dom["memory_mb"] in range(GIB, 8 * GIB + 1, GIB)
+
+
+def test_kind_policy_overrides_flow_through_policy_for():
+    cluster = hard("scarce_headroom", 1)
+    assert scenarios.policy_for(cluster, "scarce_headroom")["max_load_candidate"] == 0.60
+    assert scenarios.policy_for(cluster, "mixed")["max_load_candidate"] == 0.60
+    assert scenarios.policy_for(cluster, "memory_tight")["max_load_candidate"] == 0.65
+    assert scenarios.policy_for(cluster)["max_load_candidate"] == 0.65
+    # explicit overrides still win over the kind's
+    assert scenarios.policy_for(cluster, "scarce_headroom", max_load_candidate=0.7)["max_load_candidate"] == 0.7
+    with pytest.raises(ValueError, match="'lukewarm'"):
+        scenarios.policy_for(cluster, "lukewarm")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_memory_tight_shape(seed):
+    cluster = hard("memory_tight", seed)
+    assert len(cluster) == 10
+    hot, cold = split_hot(cluster)
+    assert len(hot) == 3
+    for entry in hot:
+        big = [d for d in entry["domains"] if d["memory_mb"] == 16 * GIB]
+        # the hot hosts carry 16 GiB domains, and those hold a good part of their CPU
+        assert big and sum(d["cpu"] for d in big) >= 0.3 * sum(d["cpu"] for d in entry["domains"])
+    for entry in cold:  # the destinations: 3-17 GiB free, so a 16 GiB domain almost never fits as is
+        assert 3 * GIB <= entry["memory_free_mb"] <= 17 * GIB
+        assert rules.host_load(entry) <= 0.55 + 0.002
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_mixed_shape_blends_the_hard_parts(seed):
+    cluster = hard("mixed", seed)
+    pol = scenarios.policy_for(cluster, "mixed")
+    location = {d["name"]: h["name"] for h in cluster for d in h["domains"]}
+    hot, cold = split_hot(cluster)
+    assert len(cluster) == 16 and len(hot) == 5
+    assert len({h["cpus"] for h in cluster}) >= 3  # heterogeneous sizes
+    assert all(rules.host_load(h) <= 0.56 + 0.002 for h in cold)  # scarce headroom under 0.60
+    assert pol["max_load_candidate"] == 0.60
+    free = [h["memory_free_mb"] for h in cold]
+    assert min(free) <= 17 * GIB < max(free)  # some memory-tight destinations, not all
+    assert any(d["memory_mb"] == 16 * GIB for h in hot for d in h["domains"])
+    assert pol["anti_affinity"] and pol["pin"] and pol["exclude"]
+    for group in pol["anti_affinity"]:
+        assert len({location[vm] for vm in group}) == len(group) >= 2
+    for vm, hosts in pol["pin"].items():
+        assert location[vm] in hosts
+
+
+# --- the runner: which scenarios, and the verdicts ---------------------------------------------------
+
+run = pytest.importorskip("run", reason="highspy not installed")
+
+
+def test_quick_run_holds_the_hard_kinds_and_both_time_targets():
+    quick = run.scenario_list(quick=True, seeds=3, hard_seeds=20)
+    for kind in scenarios.HARD_KINDS:
+        seeds = [s for k, h, _d, s, exact_too in quick if k == kind and exact_too]
+        assert seeds == [1, 2, 3, 4, 5] and all(h <= 16 for k, h, *_rest in quick if k == kind and _rest[-1])
+    for kind in scenarios.KINDS:
+        if kind not in scenarios.HARD_KINDS:
+            assert [(h, s) for k, h, _d, s, exact_too in quick if k == kind and exact_too] == [(8, 1)]
+    assert {(h, d) for _k, h, d, _s, exact_too in quick if not exact_too} == {(100, 2000), (1000, 20000)}
+    full = run.scenario_list(quick=False, seeds=3, hard_seeds=20)
+    for kind in scenarios.HARD_KINDS:
+        assert len([1 for k, _h, _d, _s, exact_too in full if k == kind and exact_too]) == 20
+
+
+def row(migrations, overloaded_hosts, before=("xen0000", "xen0001"), excess=None):
+    return {"migrations": migrations, "overloaded": len(overloaded_hosts), "overloaded_hosts": list(overloaded_hosts),
+            "overloaded_before": len(before), "overloaded_before_hosts": list(before),
+            "excess": 0.05 * len(overloaded_hosts) if excess is None else excess, "violations": [],
+            "seconds": 0.001, "cpu_seconds": 0.001, "status": "optimal", "chain_moves": [], "peak": 0.7,
+            "stdev": 0.1, "memory_moved_gib": 1.0}
+
+
+def fabricated(drs, exact_plan, **extra):
+    rows = {"xen.drs": drs}
+    rows.update((name, row(99, drs["overloaded_hosts"] + ["xen0009"])) for name in baselines.PLANNERS)
+    result = {"kind": "mixed", "hosts": 16, "domains": 300, "seed": 1, "rows": rows, "exact": exact_plan,
+              "engine": {}, "load_average": 0.0}
+    result.update(extra)
+    return result
+
+
+def verdict(result, target):
+    """Whether ``target`` is met on ``result`` (the baseline target has one check per baseline)."""
+    mine = [ok for name, ok, _detail in run.verdicts([result]) if name == target]
+    assert len(mine) == (len(baselines.PLANNERS) if target == run.TARGET_BASELINES else 1)
+    return all(mine)
+
+
+def test_leaving_overloaded_what_the_exact_plan_clears_is_a_miss_even_with_fewer_migrations():
+    result = fabricated(row(3, ["xen0001"]), row(4, []))
+    assert not verdict(result, run.TARGET_CLEARS)
+    assert verdict(result, run.TARGET_MIGRATIONS)  # fewer migrations does not excuse it
+    assert run.cleared_by_exact_only(result) == ["xen0001"]
+    assert run.kind_summary([result])["mixed"]["hosts_left"] == 1
+
+
+def test_clearing_what_the_exact_plan_clears_is_met():
+    assert verdict(fabricated(row(4, []), row(4, [])), run.TARGET_CLEARS)
+    # neither can clear xen0001: no miss
+    assert verdict(fabricated(row(4, ["xen0001"]), row(4, ["xen0001"])), run.TARGET_CLEARS)
+
+
+def test_a_tie_in_hosts_left_is_judged_against_the_exact_plan_keeping_what_xen_drs_cleared():
+    # xen.drs clears xen0000 and leaves xen0001; the first exact plan did the opposite.
+    drs = row(5, ["xen0001"])
+    assert not verdict(fabricated(drs, row(5, ["xen0000"])), run.TARGET_CLEARS)
+    # the exact plan that also clears xen0000 cannot clear xen0001 too: not a miss
+    assert verdict(fabricated(drs, row(5, ["xen0000"]), exact_keep=row(6, ["xen0001"])), run.TARGET_CLEARS)
+    # ... but if it can, it is
+    assert not verdict(fabricated(drs, row(5, ["xen0000"]), exact_keep=row(7, [])), run.TARGET_CLEARS)
+
+
+@pytest.mark.parametrize("drs_migrations, exact_migrations, ok", [
+    (6, 6, True), (11, 10, True), (12, 10, False), (7, 6, False), (9, 6, False), (0, 0, True), (1, 0, False)])
+def test_migrations_within_ten_percent_of_the_exact_minimum(drs_migrations, exact_migrations, ok):
+    result = fabricated(row(drs_migrations, []), row(exact_migrations, []))
+    assert verdict(result, run.TARGET_MIGRATIONS) is ok
+
+
+def test_the_exact_as_good_plan_is_the_yardstick_when_some_host_cannot_be_cleared():
+    result = fabricated(row(8, ["xen0001"]), row(2, ["xen0001"]), exact_reach=row(8, ["xen0001"]))
+    assert verdict(result, run.TARGET_MIGRATIONS)
+    result["exact_reach"] = row(6, ["xen0001"])
+    assert not verdict(result, run.TARGET_MIGRATIONS)
+
+
+def test_unproven_exact_plan_still_counts_a_miss():
+    exact_plan = dict(row(6, []), status="Time limit reached")
+    checks = [c for c in run.verdicts([fabricated(row(9, []), exact_plan)]) if c[0] == run.TARGET_MIGRATIONS]
+    assert not checks[0][1] and "not proven optimal" in checks[0][2]
+
+
+def test_time_targets_for_100_and_1000_hosts():
+    for hosts, limit in ((100, 2.0), (1000, 1.0)):
+        for seconds, ok in ((limit, True), (limit + 0.01, False)):
+            drs = dict(row(0, []), seconds=seconds)
+            result = fabricated(drs, None, hosts=hosts, peak_memory_mib=10.0)
+            assert verdict(result, run.time_target(hosts)) is ok
+
+
+def test_baseline_that_clears_more_with_no_more_migrations_is_a_miss():
+    result = fabricated(row(5, ["xen0001"]), row(5, ["xen0001"]))
+    assert verdict(result, run.TARGET_BASELINES)
+    result["rows"]["proxlb"] = row(5, [])
+    assert not verdict(result, run.TARGET_BASELINES)
+
+
+def test_engine_keys_are_recorded_when_the_plan_has_them(monkeypatch):
+    cluster = hand_made()
+    monkeypatch.setattr(run.placement, "plan", lambda c, p: {"migrations": [], "engine": "exact", "optimal": True,
+                                                             "gap": 0.0})
+    assert run.xen_drs(cluster, policy(cluster)) == []
+    assert run._last_plan == {"engine": "exact", "optimal": True, "gap": 0.0}  # pylint: disable=protected-access
+    monkeypatch.setattr(run.placement, "plan", lambda c, p: {"migrations": []})
+    run.xen_drs(cluster, policy(cluster))
+    assert run._last_plan == {}  # pylint: disable=protected-access
+
+
+def test_exact_must_clear():
+    exact = pytest.importorskip("exact", reason="highspy not installed")
+    cluster = hand_made()
+    assert len(exact.minimum_migrations(cluster, policy(cluster), must_clear=["h1"])["migrations"]) == 2
+    cluster[2]["memory_free_mb"] = 1024  # h1 can no longer be cleared
+    assert exact.minimum_migrations(cluster, policy(cluster), must_clear=["h1"])["migrations"] is None
