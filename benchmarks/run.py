@@ -36,6 +36,7 @@ MEDIUM = (100, 2000)
 LARGE = (1000, 20000)
 PLAN_TIME_TARGETS_S = {MEDIUM[0]: 2.0, LARGE[0]: 1.0}  # hosts -> xen.drs planning time target
 QUICK_HARD_SEEDS = 5
+TRACE_MEMORY_UP_TO_S = 5.0  # peak memory is measured (tracemalloc, one more plan) when a plan takes at most this
 ENGINE_KEYS = ("engine", "optimal", "gap")  # what xen.drs's plan says about how it was found, when it says it
 
 _last_plan = {}  # ENGINE_KEYS of xen.drs's last plan
@@ -52,12 +53,16 @@ PLANNERS = {"xen.drs": xen_drs}
 PLANNERS.update(baselines.PLANNERS)
 
 
-def best_time(function, repeat):
-    """(result of the last call, best wall time, best CPU time) over ``repeat`` calls.
+def best_time(function, repeat, enough=None):
+    """(result of the last call, best wall time, best CPU time) over ``repeat`` calls, or fewer:
+    no more calls once one took longer than ``enough`` seconds (a plan that slow misses its
+    target whatever the best of several, and repeating it would only make the run long).
 
     CPU time is reported too because other work on the machine inflates wall time."""
     wall = cpu = result = None
     for _run in range(repeat):
+        if enough is not None and wall is not None and wall > enough:
+            break
         started, started_cpu = time.perf_counter(), time.process_time()
         result = function()
         elapsed, elapsed_cpu = time.perf_counter() - started, time.process_time() - started_cpu
@@ -99,7 +104,8 @@ def run_scenario(kind, hosts, domains, seed, solve_exactly, time_limit=EXACT_TIM
     rows = {}
     engine = {}
     for name, planner in PLANNERS.items():
-        migrations, seconds, cpu_seconds = best_time(lambda planner=planner: planner(cluster, policy), repeat[name])
+        migrations, seconds, cpu_seconds = best_time(lambda planner=planner: planner(cluster, policy), repeat[name],
+                                                     enough=2 * PLAN_TIME_TARGETS_S.get(hosts, 60.0))
         if name == "xen.drs":
             engine = dict(_last_plan)
         row = metrics.evaluate(cluster, migrations, policy)
@@ -137,10 +143,13 @@ def run_scenario(kind, hosts, domains, seed, solve_exactly, time_limit=EXACT_TIM
                                                                                direct["overloaded"]))
     result["load_average"] = os.getloadavg()[0]
     if hosts >= MEDIUM[0]:
-        tracemalloc.start()
-        xen_drs(cluster, policy)
-        result["peak_memory_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.stop()
+        if rows["xen.drs"]["seconds"] <= TRACE_MEMORY_UP_TO_S:
+            tracemalloc.start()
+            xen_drs(cluster, policy)
+            result["peak_memory_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+        else:  # tracing slows Python down several times: not worth it for a plan that already misses
+            result["peak_memory_mib"] = None
     return result
 
 
@@ -223,9 +232,15 @@ def print_scenario(result):
     elif result["exact"] is None and result["hosts"] <= SMALL[-1][0]:
         print("   exact: no plan found")
     if "peak_memory_mib" in result:
-        print("   xen.drs: best CPU time %.1f ms; peak memory while planning (tracemalloc) %.1f MiB;"
-              " load average %.1f on %d cores" % (rows["xen.drs"]["cpu_seconds"] * 1000, result["peak_memory_mib"],
+        print("   xen.drs: best CPU time %.1f ms; peak memory while planning (tracemalloc) %s;"
+              " load average %.1f on %d cores" % (rows["xen.drs"]["cpu_seconds"] * 1000, peak(result),
                                                   result["load_average"], os.cpu_count()))
+
+
+def peak(result):
+    if result.get("peak_memory_mib") is None:
+        return "not measured (plan > %g s)" % TRACE_MEMORY_UP_TO_S
+    return "%.1f MiB" % result["peak_memory_mib"]
 
 
 def label_of(result):
@@ -262,9 +277,9 @@ def verdicts(results):
         if result["hosts"] in PLAN_TIME_TARGETS_S:
             limit = PLAN_TIME_TARGETS_S[result["hosts"]]
             checks.append((time_target(result["hosts"]), drs["seconds"] <= limit,
-                           "%s: %.3f s wall, %.3f s CPU, %.1f MiB peak, load average %.1f on %d cores"
-                           % (label, drs["seconds"], drs["cpu_seconds"], result.get("peak_memory_mib", float("nan")),
-                              result["load_average"], os.cpu_count())))
+                           "%s: %.3f s wall, %.3f s CPU, peak memory %s, load average %.1f on %d cores"
+                           % (label, drs["seconds"], drs["cpu_seconds"], peak(result), result["load_average"],
+                              os.cpu_count())))
         ex = yardstick(result) if result["exact"] else None
         if ex:
             unproven = "" if ex["status"] == "optimal" else " (exact not proven optimal: %s)" % ex["status"]
@@ -418,8 +433,8 @@ def main(argv=None):
     for result in results:
         if result["hosts"] in PLAN_TIME_TARGETS_S:
             drs = result["rows"]["xen.drs"]
-            print("   xen.drs on %s: %.3f s wall, %.3f s CPU, peak memory %.1f MiB (tracemalloc)"
-                  % (label_of(result), drs["seconds"], drs["cpu_seconds"], result["peak_memory_mib"]))
+            print("   xen.drs on %s: %.3f s wall, %.3f s CPU, peak memory %s (tracemalloc)"
+                  % (label_of(result), drs["seconds"], drs["cpu_seconds"], peak(result)))
     ratios = [r for entry in summary.values() for r in entry["ratios"]]
     if ratios:
         print("   xen.drs / exact migrations over %d small scenarios: mean %.3f, max %.3f"

@@ -421,3 +421,12 @@ def test_exact_must_clear():
     assert len(exact.minimum_migrations(cluster, policy(cluster), must_clear=["h1"])["migrations"]) == 2
     cluster[2]["memory_free_mb"] = 1024  # h1 can no longer be cleared
     assert exact.minimum_migrations(cluster, policy(cluster), must_clear=["h1"])["migrations"] is None
+
+
+def test_a_plan_far_over_its_time_target_is_not_repeated():
+    calls = []
+    result, wall, _cpu = run.best_time(lambda: calls.append(1) or len(calls), 5, enough=0.0)
+    assert (result, len(calls)) == (1, 1) and wall > 0
+    calls.clear()
+    run.best_time(lambda: calls.append(1), 5, enough=60.0)
+    assert len(calls) == 5
