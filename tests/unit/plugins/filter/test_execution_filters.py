@@ -40,8 +40,8 @@ def test_each_filter_has_its_own_sidecar_doc(name):
 
 
 @pytest.mark.parametrize("name, args, result", [
-    ("runnable", ({"vm": "a", "requires": ["b", "c"]}, [{"vm": "b", "status": "migrated"},
-                                                         {"vm": "c", "status": "failed"}]), False),
+    ("runnable", ({"vm": "a", "requires": ["b", "c"]},
+                  [{"vm": "b", "status": "migrated"}, {"vm": "c", "status": "failed"}]), False),
     ("runnable", ({"vm": "a", "requires": "b"}, [{"vm": "b", "status": "already there"}]), True),
     ("outcome_status", ({"changed": True}, True), "would migrate"),
     ("outcome_status", ({"skipped": True},), "not run"),
