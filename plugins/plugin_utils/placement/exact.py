@@ -33,10 +33,12 @@ The model (end state of the plan; one binary x[d, h] per candidate domain d and 
 """
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Optional
 
 from . import objective, rules
+from .search import excess_cores, fewest_needed
 from .state import Move
 
 try:
@@ -49,7 +51,12 @@ MAX_HOSTS = 250
 MAX_DOMAINS = 5000
 MAX_COLUMNS = 60000
 ROOM_MAKERS_PER_HOST = 4
+DESTINATIONS_PER_DOMAIN = 24
+SLACK_MOVES = 3
 MIP_MAX_NODES = 2000
+PEAK_MAX_NODES = 200
+PEAK_MAX_COLUMNS = 3000
+PEAK_GAP = 1e-4
 STAGE_TOLERANCE = 1e-6
 
 
@@ -91,22 +98,26 @@ class _Model:
         self.domains = state.domains
         self.sustained = [n for n in sorted(hosts) if verdicts[n].sustained]
         self.maintenance = [n for n in sorted(hosts) if state[n].maintenance]
-        self.destinations = [n for n in sorted(hosts) if not state[n].maintenance and not verdicts[n].sustained
-                             and state[n].load <= threshold]
+        self.verdicts = verdicts
+        # a sustained-overloaded host may receive once it has shed enough (its constraints are switched)
+        self.destinations = [n for n in sorted(hosts) if not state[n].maintenance
+                             and (verdicts[n].sustained or state[n].load <= threshold)]
 
         movable = {name for name, d in self.domains.items() if rules.blocker(d, policy) is None}
-        acting = set(self.sustained) | set(self.maintenance)
-        candidates = {n for n in movable if self.home[n] in acting
-                      and (self.domains[n].cpu > 0 or state[self.home[n]].maintenance)}
+        candidates = {n for n in movable if state[self.home[n]].maintenance}
+        for s in self.sustained:
+            candidates |= self._useful(s, movable)
         candidates |= {n for n in planning.initial_breaks if n in movable}
         candidates |= {m.domain.name for m in greedy_moves}
         room_makers = self._room_makers(candidates, movable)
         self.movers = sorted(candidates | room_makers)
+        moving = set(self.movers)
 
         # x columns: statically allowed (pin, maintenance, not home, could fit if room were made)
         self.x = {}
         for name in self.movers:
-            for dest in self._static_destinations(name, room_makers):
+            allowed = sorted(self._static_destinations(name, moving), key=lambda h: self._room_rank(name, h))
+            for dest in allowed[:DESTINATIONS_PER_DOMAIN]:
                 self.x[name, dest] = self._column("x", (name, dest), 0, 1, True)
         for move in greedy_moves:  # the warm start must be representable
             key = (move.domain.name, move.destination)
@@ -129,6 +140,16 @@ class _Model:
             self._row(-math.inf, threshold - current.load, terms + [(self.excess[s], -1.0)])
             self._row(-math.inf, threshold - current.load,
                       terms + [(self.over[s], -(current.load - threshold))])
+            # cover cut: clearing the host takes at least as many departures as its biggest modelled
+            # domains need (arrivals only add load); valid for any plan, it tightens the relaxation
+            leaving = [c for n in self._residents(s) for c in self.outgoing.get(n, ())]
+            ranked = sorted((self.domains[n] for n in self._residents(s) if n in self.outgoing),
+                            key=objective.shed_order)
+            need = fewest_needed(current, ranked, threshold)
+            if need is None:
+                self.upper[self.over[s]] = self.lower[self.over[s]] = 1  # cannot be cleared
+            else:
+                self._row(need, math.inf, [(c, 1.0) for c in leaving] + [(self.over[s], float(need))])
         self.left_on_maintenance = []  # (constant, terms): domains that stay
         for m in self.maintenance:
             for n in self._residents(m):
@@ -139,11 +160,11 @@ class _Model:
         fixed_peak = max((state[h].load for h in hosts if not self.incoming[h] and h not in self.outgoing_hosts()),
                          default=0.0)
         self.lower[self.peak] = fixed_peak
+        self.peak_rows = []  # only stage 3 needs them
         for h in sorted(hosts):
             terms = self._load_terms(h)
             if terms:
-                current = state[h]
-                self._row(-math.inf, -current.load, terms + [(self.peak, -1.0)])
+                self.peak_rows.append((-math.inf, -state[h].load, terms + [(self.peak, -1.0)]))
 
     # ------------------------------------------------------------ building blocks
 
@@ -171,11 +192,33 @@ class _Model:
         terms += [(c, self.domains[n].cpu / cpus) for n, c in self.incoming[h]]
         return terms
 
+    def _useful(self, host_name, movable):
+        """The movable domains of a sustained host that can be in a set of at most fewest + SLACK_MOVES
+        domains bringing it under the threshold (the smallest ones cannot: they are left out)."""
+        host = self.state[host_name]
+        ranked = sorted((d for d in self.state.parsed[host_name].running if d.name in movable and d.cpu > 0),
+                        key=objective.shed_order)
+        fewest = fewest_needed(host, ranked, self.policy.load_threshold)
+        if fewest is None:
+            return {d.name for d in ranked}
+        size = fewest + SLACK_MOVES
+        excess = excess_cores(host, self.policy.load_threshold)
+        biggest = sum(d.cpu for d in ranked[:size - 1])
+        return {d.name for index, d in enumerate(ranked)
+                if index < size - 1 or d.cpu + biggest >= excess * (1 - rules.TOLERANCE)}
+
+    def _room_rank(self, name, host_name):
+        """Destinations with the most CPU room first (then memory, name): those kept when capped."""
+        host = self.state[host_name]
+        return (host.load + self.domains[name].cpu / host.cpus, -host.free_mb, host_name)
+
     def _room_makers(self, candidates, movable):
         """Movable domains on destinations whose departure would let some candidate in."""
         state, policy = self.state, self.policy
         chosen = set()
         for h in self.destinations:
+            if self.verdicts[h].sustained:
+                continue  # its movable domains are candidates already
             current = state[h]
             helpful = []
             residents = [d for d in state.parsed[h].running if d.name in movable and d.name not in candidates]
@@ -197,7 +240,7 @@ class _Model:
             chosen |= {entry[3] for entry in sorted(helpful)[:ROOM_MAKERS_PER_HOST]}
         return chosen
 
-    def _static_destinations(self, name, room_makers):
+    def _static_destinations(self, name, moving):
         state, policy = self.state, self.policy
         domain = self.domains[name]
         home = self.home[name]
@@ -205,7 +248,7 @@ class _Model:
             if h == home or not rules.Pin.allows(name, h, policy):
                 continue
             current = state[h]
-            leaving = [d for d in state.parsed[h].running if d.name in room_makers]
+            leaving = [d for d in state.parsed[h].running if d.name in moving]
             free = current.free_mb + sum(d.memory_mb for d in leaving)
             if free < rules.Memory.needed_mb(domain, policy):
                 continue
@@ -213,7 +256,7 @@ class _Model:
             if lowest > policy.max_load_candidate + rules.TOLERANCE:
                 continue
             group, mates = rules.AntiAffinity.mates_on(name, h, policy, state.placement)
-            if mates and not all(m in self.movers for m in mates):
+            if mates and not all(m in moving for m in mates):
                 continue
             yield h
 
@@ -239,10 +282,10 @@ class _Model:
             self._guarded(terms, candidate - current.load, switch,
                           sum(self.domains[n].cpu for n, _c in arrivals) / current.cpus)
             # memory: memory taken in - memory freed <= free now - reserve
-            terms = [(c, float(self.domains[n].memory_mb)) for n, c in arrivals]
-            terms += [(c, -float(self.domains[n].memory_mb)) for n, c in leaving_cols]
-            self._guarded(terms, current.free_mb - policy.memory_reserve_mb, switch,
-                          sum(self.domains[n].memory_mb for n, _c in arrivals))
+            # (in GiB, so that the rows' coefficients are of a size with the load rows')
+            terms = [(c, self.domains[n].memory_mb / 1024) for n, c in arrivals]
+            terms += [(c, -self.domains[n].memory_mb / 1024) for n, c in leaving_cols]
+            self._guarded(terms, (current.free_mb - policy.memory_reserve_mb) / 1024, switch, None)
             if limit is not None:
                 terms = [(c, 1.0) for _n, c in arrivals] + [(c, -1.0) for _n, c in leaving_cols]
                 self._guarded(terms, limit - current.running, switch, len(arrivals))
@@ -256,12 +299,16 @@ class _Model:
                 terms += [(c, -1.0) for n in staying for c in self.outgoing.get(n, ())]
                 self._row(-math.inf, 1 - len(staying), terms)
 
-    def _guarded(self, terms, bound, switch, big):
-        """sum(terms) <= bound, or only when switch = 1 (big bounds the terms' largest value)."""
-        if switch is None:
+    def _guarded(self, terms, bound, switch, _big):
+        """sum(terms) <= bound, switched on by `switch` (None: always on).
+
+        A host that receives nothing (switch = 0) only loses load, memory and domains, so its terms
+        are at most 0: the smallest valid big-M is max(0, -bound), and none is needed when bound >= 0.
+        """
+        slack = 0.0 if switch is None else max(0.0, -bound)
+        if slack == 0.0:
             self._row(-math.inf, bound, terms)
         else:
-            slack = max(0.0, big - bound) + 1.0
             self._row(-math.inf, bound + slack, terms + [(switch, slack)])
 
     def _break_rows(self):
@@ -291,10 +338,27 @@ class _Model:
                 terms.append((broken, 1.0))
         return terms, constant
 
+    def fewest_moves(self):
+        """A lower bound on the migrations of any plan that clears everything: each movable domain
+        on a maintenance host or outside its pin, plus on each sustained host the fewest of its
+        biggest other domains whose departure brings it under the threshold."""
+        state, policy = self.state, self.policy
+        must = {n for n in self.movers if state[self.home[n]].maintenance
+                or not rules.Pin.allows(n, self.home[n], policy)}
+        count = len(must)
+        for s in self.sustained:
+            host = state[s]
+            ranked = sorted((d for d in state.parsed[s].running if d.name in self.outgoing and d.name not in must),
+                            key=objective.shed_order)
+            left = [d.cpu for d in state.parsed[s].running if d.name in must]
+            fewest = fewest_needed(_Without(host, left), ranked, policy.load_threshold)
+            count += fewest or 0
+        return count
+
     # ------------------------------------------------------------ solving
 
     def objective_terms(self, tier):
-        """[(column, coefficient)] of a stage's objective."""
+        """([(column, coefficient)], constant) of a stage's objective."""
         if tier == 1:
             initial_excess = math.fsum(max(0.0, self.state[s].load - self.policy.load_threshold)
                                        for s in self.sustained)
@@ -308,15 +372,38 @@ class _Model:
             terms += [(c, w_maintenance * v) for row in self.left_on_maintenance for c, v in row]
             constant = w_break * self.break_constant + w_maintenance * len(self.left_on_maintenance)
             return terms, constant
-        loads = [s.load for s in self.state.states()]
-        peak_range = max(loads, default=0.0) + sum(d.cpu for d in self.domains.values()) / min(
-            (s.cpus for s in self.state.states()), default=1.0)
-        w_moves = peak_range + 1.0
+        if tier == 2:
+            return [(c, 1.0) for c in self.x.values()], 0.0
         memory_total = sum(self.domains[n].memory_mb for n in self.movers) or 1.0
-        terms = [(c, w_moves + self.domains[name].memory_mb / (1e4 * memory_total))
-                 for (name, _dest), c in self.x.items()]
-        terms.append((self.peak, 1.0))
-        return terms, 0.0
+        terms = [(c, self.domains[name].memory_mb / (1e4 * memory_total)) for (name, _dest), c in self.x.items()]
+        return terms + [(self.peak, 1.0)], 0.0
+
+    def value(self, tier, values):
+        terms, constant = self.objective_terms(tier)
+        return math.fsum(values[c] * v for c, v in terms) + constant
+
+    def held(self, tier, values):
+        """Rows holding a solved stage at its value: stage 1 one row per term (better numbers than
+        its weighted sum), the others one row each."""
+        if tier != 1:
+            terms, constant = self.objective_terms(tier)
+            return [(terms, self.value(tier, values) - constant, tier == 2)]
+        parts = [([(c, 1.0) for c in self.excess.values()], False),
+                 ([(c, 1.0) for c in self.over.values()], True),
+                 (self.break_terms, True),
+                 ([(c, v) for row in self.left_on_maintenance for c, v in row], True)]
+        return [(terms, math.fsum(values[c] * v for c, v in terms), integral) for terms, integral in parts if terms]
+
+
+class _Without:
+    """A host's numbers once some cores have left (for fewest_needed)."""
+
+    def __init__(self, host, cpus):
+        self.cpus = host.cpus
+        self.cpu_values = host.cpu_values + [-c for c in cpus]
+
+    def load_without(self, cpus):
+        return math.fsum(self.cpu_values + [-c for c in cpus]) / self.cpus
 
 
 def _combine(terms):
@@ -326,11 +413,16 @@ def _combine(terms):
     return merged
 
 
-def _solve(model, stage_one_cap, greedy_columns, seconds):
-    """One HiGHS solve; returns (values or None, model status, gap, objective)."""
+def _solve(model, tier, caps, warm, seconds):
+    """Minimise one tier with the earlier tiers held by `caps` ([(terms, most)]); warm: x columns set to 1.
+
+    Returns (values or None, HiGHS model status, gap)."""
     highs = getattr(highspy, "_Highs", highspy.Highs)()  # the bare binding prints no banner
-    for option, value in (("output_flag", False), ("mip_max_nodes", MIP_MAX_NODES), ("threads", 1),
-                          ("random_seed", 0), ("time_limit", float(seconds)), ("mip_rel_gap", 0.0)):
+    # No `threads` option: HiGHS has one scheduler per process, and asking for another thread count
+    # than the first instance did makes run() fail. Its branch and bound is deterministic as it is.
+    nodes, gap = (MIP_MAX_NODES, 0.0) if tier < 3 else (PEAK_MAX_NODES, PEAK_GAP)
+    for option, value in (("output_flag", False), ("mip_max_nodes", nodes),
+                          ("random_seed", 0), ("time_limit", float(seconds)), ("mip_rel_gap", gap)):
         highs.setOptionValue(option, value)
     count = len(model.columns)
     inf = highspy.kHighsInf
@@ -339,38 +431,43 @@ def _solve(model, stage_one_cap, greedy_columns, seconds):
     highs.addVars(count, lower, upper)
     highs.changeColsIntegrality(count, np.arange(count, dtype=np.int32),
                                 np.array(model.integral, dtype=np.uint8))
-    tier = 1 if stage_one_cap is None else 2
-    terms, _constant = model.objective_terms(tier)
     cost = np.zeros(count)
-    for column, value in _combine(terms).items():
+    for column, value in _combine(model.objective_terms(tier)[0]).items():
         cost[column] += value
     highs.changeColsCost(count, np.arange(count, dtype=np.int32), cost)
-    rows = list(model.rows)
-    if stage_one_cap is not None:
-        stage_one, constant = model.objective_terms(1)
-        rows.append((-math.inf, stage_one_cap - constant, list(_combine(stage_one).items())))
+    rows = list(model.rows) + (model.peak_rows if tier == 3 else [])
+    for terms, most, integral in caps:
+        if most <= STAGE_TOLERANCE and all(v > 0 and lower[c] == 0 for c, v in terms):
+            for column, _value in terms:  # held at 0: fix the columns, presolve drops them
+                upper[column] = 0.0
+        else:  # counts are whole numbers: half a unit of room is safe and numerically kind
+            rows.append((-math.inf, most + (0.5 if integral else STAGE_TOLERANCE * max(1.0, abs(most))), terms))
+    highs.changeColsBounds(count, np.arange(count, dtype=np.int32), lower, upper)
     for low, high, row_terms in rows:
         merged = _combine(row_terms)
         highs.addRow(-inf if low == -math.inf else low, inf if high == math.inf else high, len(merged),
                      np.array(list(merged), dtype=np.int32), np.array(list(merged.values()), dtype=np.float64))
-    if greedy_columns is not None:
-        index = np.array(sorted(model.x.values()), dtype=np.int32)
-        values = np.array([1.0 if c in greedy_columns else 0.0 for c in index], dtype=np.float64)
-        highs.setSolution(len(index), index, values)
+    index = np.array(sorted(model.x.values()), dtype=np.int32)
+    highs.setSolution(len(index), index, np.array([1.0 if c in warm else 0.0 for c in index], dtype=np.float64))
     highs.run()
     status = highs.modelStatusToString(highs.getModelStatus())
     info = highs.getInfo()
     solution = highs.getSolution().col_value
     if info.primal_solution_status != 2 or len(solution) != count:
-        return None, status, None, None
+        return None, status, None
     gap = info.mip_gap if math.isfinite(info.mip_gap) else None
-    return list(solution), status, gap, info.objective_function_value
+    return list(solution), status, gap
 
 
 def improve(planning, greedy_moves, greedy_objective):
-    """Solve; replace planning.state's greedy moves with the exact plan when it is valid and better."""
-    state = planning.state
-    threshold = planning.policy.load_threshold
+    """Solve; replace planning.state's greedy moves with the exact plan when it is valid and better.
+
+    Stages: 1 the measure terms, 2 the number of migrations, 3 the peak (memory as a tie-break),
+    each with the earlier ones held at their optimum. A stage whose optimum the greedy plan
+    provably reaches already (stage 1 at 0; stage 2 at the lower bound `fewest_moves`) is skipped.
+    """
+    state, policy = planning.state, planning.policy
+    threshold = policy.load_threshold
     greedy_left_over = math.fsum(max(0.0, s.load - threshold) + (s.load > threshold)
                                  for s in state.states() if planning.verdicts[s.name].sustained)
     applied = state.undo_to(0)
@@ -379,37 +476,49 @@ def improve(planning, greedy_moves, greedy_objective):
         _restore(state, applied)
         return Outcome(status="model too big", warning=(
             f"the exact model has {len(model.columns)} columns (> {MAX_COLUMNS}): greedy plan kept"))
-    greedy_columns = {model.x[m.domain.name, m.destination] for m in greedy_moves}
-    seconds = planning.policy.solver_seconds
-    stage_one_optimal = True
-    if greedy_objective[:2] == (0, 0) and greedy_left_over <= STAGE_TOLERANCE:
-        cap = 0.0  # the greedy plan reaches stage 1's lower bound
-    else:
-        values, status, _gap, value = _solve(model, None, greedy_columns, seconds)
-        if values is None:
+    warm = {model.x[m.domain.name, m.destination] for m in greedy_moves}
+    values = [0.0] * len(model.columns)
+    for column in warm:
+        values[column] = 1.0
+    deadline = time.monotonic() + policy.solver_seconds  # for all stages together
+    caps, proven, gap, status = [], True, None, "optimal"
+    cleared = greedy_objective[:2] == (0, 0) and greedy_left_over <= STAGE_TOLERANCE
+    for tier in (1, 2, 3):
+        if tier == 1 and cleared:
+            caps += model.held(1, values)  # nothing is left to fix: the lower bound
+            continue
+        if tier == 2 and model.value(1, values) <= STAGE_TOLERANCE and len(warm) <= model.fewest_moves():
+            caps += model.held(2, values)  # the plan needs no more migrations than the lower bound
+            continue
+        if tier == 3 and len(model.columns) > PEAK_MAX_COLUMNS:
+            proven, status = False, f"peak not optimised (model of {len(model.columns)} columns)"
+            break
+        seconds = deadline - time.monotonic()
+        if seconds <= 0:
+            proven, status = False, "Time limit reached"
+            break
+        solved, stage_status, gap = _solve(model, tier, caps, warm, seconds)
+        if solved is None:
             _restore(state, applied)
-            return Outcome(status=f"stage 1: {status}", optimal=False)
-        stage_one_optimal = status == "Optimal"
-        _terms, constant = model.objective_terms(1)
-        cap = value + constant
-    values, status, gap, _value = _solve(model, cap + STAGE_TOLERANCE * max(1.0, abs(cap)), greedy_columns, seconds)
-    if values is None:
-        _restore(state, applied)
-        return Outcome(status=f"stage 2: {status}", optimal=False)
-    optimal = stage_one_optimal and status == "Optimal"
+            return Outcome(status=f"stage {tier}: {stage_status}", optimal=False)
+        values = solved
+        warm = {c for c in model.x.values() if values[c] > 0.5}
+        proven = proven and stage_status == "Optimal"
+        if stage_status != "Optimal":
+            status = stage_status
+        caps += model.held(tier, values)
     chosen = [key for key, col in sorted(model.x.items()) if values[col] > 0.5]
-    status_text = "optimal" if optimal else status
     ordered = _order(planning, chosen)
     if ordered is None:
         _restore(state, applied)
-        return Outcome(status=f"{status_text}; no executable order", optimal=optimal, gap=gap,
+        return Outcome(status=f"{status}; no executable order", optimal=proven, gap=gap,
                        warning="the exact plan has no executable order (a swap): greedy plan kept")
     exact_objective = objective.objective_of(planning.current_measure(), state.moves)
     if not _better(exact_objective, greedy_objective):
         state.undo_to(0)
         _restore(state, applied)
-        return Outcome(status=f"{status_text}; greedy plan as good", optimal=optimal, gap=gap)
-    return Outcome(accepted=True, optimal=optimal, gap=gap, status=status_text)
+        return Outcome(status=f"{status}; greedy plan as good", optimal=proven, gap=gap)
+    return Outcome(accepted=True, optimal=proven, gap=gap, status=status)
 
 
 def _restore(state, moves):
