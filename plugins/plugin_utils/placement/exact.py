@@ -115,9 +115,8 @@ class _Model:
 
         # x columns: statically allowed (pin, maintenance, not home, could fit if room were made)
         self.x = {}
-        for name in self.movers:
-            allowed = sorted(self._static_destinations(name, moving), key=lambda h: self._room_rank(name, h))
-            for dest in allowed[:DESTINATIONS_PER_DOMAIN]:
+        for name, allowed in sorted(self._static_destinations(moving).items()):
+            for dest in allowed:
                 self.x[name, dest] = self._column("x", (name, dest), 0, 1, True)
         for move in greedy_moves:  # the warm start must be representable
             key = (move.domain.name, move.destination)
@@ -207,58 +206,77 @@ class _Model:
         return {d.name for index, d in enumerate(ranked)
                 if index < size - 1 or d.cpu + biggest >= excess * (1 - rules.TOLERANCE)}
 
-    def _room_rank(self, name, host_name):
-        """Destinations with the most CPU room first (then memory, name): those kept when capped."""
-        host = self.state[host_name]
-        return (host.load + self.domains[name].cpu / host.cpus, -host.free_mb, host_name)
-
     def _room_makers(self, candidates, movable):
-        """Movable domains on destinations whose departure would let some candidate in."""
+        """Movable domains on calm destinations whose departure would let some candidate in.
+
+        The rules' numeric tests (rules.Memory.fits, MaxLoadCandidate.may_fit, MaxVmPerHost.fits)
+        run on arrays: every candidate against every resident of a host at once. Per host, the
+        residents that would admit the most candidates are kept (at most ROOM_MAKERS_PER_HOST).
+        """
         state, policy = self.state, self.policy
+        names = sorted(candidates)
+        cpu = np.array([self.domains[n].cpu for n in names], dtype=np.float64)
+        memory = np.array([self.domains[n].memory_mb for n in names], dtype=np.float64)
         chosen = set()
         for h in self.destinations:
-            if self.verdicts[h].sustained:
-                continue  # its movable domains are candidates already
-            current = state[h]
-            helpful = []
             residents = [d for d in state.parsed[h].running if d.name in movable and d.name not in candidates]
-            if not residents:
+            if self.verdicts[h].sustained or not residents:
+                continue  # a sustained host's movable domains are candidates already
+            current = state[h]
+            cores = math.fsum(current.cpu_values)
+            allowed = np.array([self.home[n] != h and rules.Pin.allows(n, h, policy) for n in names], dtype=bool)
+            mates = [rules.AntiAffinity.mates_on(n, h, policy, state.placement)[1] for n in names]
+            alone = np.array([not m for m in mates], dtype=bool)
+            fits_now = (rules.Memory.fits(current.free_mb, memory, policy)
+                        & rules.MaxLoadCandidate.may_fit((cores + cpu) / current.cpus, policy)
+                        & rules.MaxVmPerHost.fits(current.running + 1, policy) & alone)
+            waiting = np.flatnonzero(allowed & ~fits_now)
+            if not waiting.size:
                 continue
-            refused = [self.domains[c] for c in sorted(candidates) if self.home[c] != h
-                       and rules.Pin.allows(c, h, policy)
-                       and rules.first_rejection(self.domains[c], current, state, policy) is not None]
-            if not refused:
-                continue
-            for room in residents:
-                count = 0
-                with state.lifted(room) as vacated:
-                    for waiting in refused:
-                        if rules.first_rejection(waiting, vacated, state, policy) is None:
-                            count += 1
-                if count:
-                    helpful.append((-count, -room.memory_mb, room.cpu, room.name))
-            chosen |= {entry[3] for entry in sorted(helpful)[:ROOM_MAKERS_PER_HOST]}
+            room_cpu = np.array([d.cpu for d in residents], dtype=np.float64)
+            room_memory = np.array([d.memory_mb for d in residents], dtype=np.float64)
+            fits_after = (rules.Memory.fits(current.free_mb + room_memory[None, :], memory[waiting][:, None], policy)
+                          & rules.MaxLoadCandidate.may_fit(
+                              (cores - room_cpu[None, :] + cpu[waiting][:, None]) / current.cpus, policy)
+                          & rules.MaxVmPerHost.fits(current.running, policy))
+            for row, index in enumerate(waiting):
+                if mates[index]:  # only the departure of its one mate there lets it in
+                    fits_after[row, :] &= np.array([mates[index] == [d.name] for d in residents], dtype=bool)
+            counts = fits_after.sum(axis=0)
+            helpful = sorted((-int(count), -room.memory_mb, room.cpu, room.name)
+                             for count, room in zip(counts, residents) if count)
+            chosen |= {entry[3] for entry in helpful[:ROOM_MAKERS_PER_HOST]}
         return chosen
 
-    def _static_destinations(self, name, moving):
+    def _static_destinations(self, moving):
+        """{domain name: [hosts]}: where each mover could go if every mover there left (pin,
+        memory, load, anti-affinity), the hosts with the most room first, at most
+        DESTINATIONS_PER_DOMAIN of them."""
         state, policy = self.state, self.policy
-        domain = self.domains[name]
-        home = self.home[name]
-        for h in self.destinations:
-            if h == home or not rules.Pin.allows(name, h, policy):
-                continue
-            current = state[h]
-            leaving = [d for d in state.parsed[h].running if d.name in moving]
-            free = current.free_mb + sum(d.memory_mb for d in leaving)
-            if free < rules.Memory.needed_mb(domain, policy):
-                continue
-            lowest = math.fsum(current.cpu_values + [-d.cpu for d in leaving] + [domain.cpu]) / current.cpus
-            if lowest > policy.max_load_candidate + rules.TOLERANCE:
-                continue
-            group, mates = rules.AntiAffinity.mates_on(name, h, policy, state.placement)
-            if mates and not all(m in moving for m in mates):
-                continue
-            yield h
+        hosts = self.destinations
+        if not hosts:
+            return {}
+        leaving = {h: [d for d in state.parsed[h].running if d.name in moving] for h in hosts}
+        free_most = np.array([state[h].free_mb + sum(d.memory_mb for d in leaving[h]) for h in hosts])
+        cores_least = np.array([math.fsum(state[h].cpu_values + [-d.cpu for d in leaving[h]]) for h in hosts])
+        cpus = np.array([state[h].cpus for h in hosts], dtype=np.float64)
+        loads = np.array([state[h].load for h in hosts])
+        free = np.array([state[h].free_mb for h in hosts])
+        found = {}
+        for name in sorted(moving):
+            domain = self.domains[name]
+            mask = (rules.Memory.fits(free_most, domain.memory_mb, policy)
+                    & rules.MaxLoadCandidate.may_fit((cores_least + domain.cpu) / cpus, policy))
+            indices = [i for i in np.flatnonzero(mask) if hosts[i] != self.home[name]
+                       and rules.Pin.allows(name, hosts[i], policy)]
+            if name in policy.groups_of:
+                indices = [i for i in indices
+                           if all(m in moving for m in
+                                  rules.AntiAffinity.mates_on(name, hosts[i], policy, state.placement)[1])]
+            # most room first: lowest load after the move, then most free memory, then name
+            ranked = sorted(indices, key=lambda i: (loads[i] + domain.cpu / cpus[i], -free[i], hosts[i]))
+            found[name] = [hosts[i] for i in ranked[:DESTINATIONS_PER_DOMAIN]]
+        return found
 
     def _destination_rows(self, candidate):
         state, policy = self.state, self.policy

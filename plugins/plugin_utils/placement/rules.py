@@ -101,8 +101,13 @@ class MaxLoadCandidate:
     name = "max_load_candidate"
 
     @staticmethod
+    def may_fit(load_after, policy):
+        """False only when a (cheaply estimated) load after the move is surely too high; numbers or arrays."""
+        return load_after <= policy.max_load_candidate + TOLERANCE
+
+    @staticmethod
     def surely_rejects(domain, dest, policy, after):
-        return after > policy.max_load_candidate + TOLERANCE
+        return not MaxLoadCandidate.may_fit(after, policy)
 
     @staticmethod
     def rejects(domain, dest, state, policy):
@@ -121,12 +126,17 @@ class Memory:
         return domain.memory_mb + policy.memory_reserve_mb
 
     @staticmethod
+    def fits(free_mb, memory_mb, policy):
+        """Whether memory_mb fits in free_mb with the reserve kept; numbers or arrays."""
+        return free_mb >= memory_mb + policy.memory_reserve_mb
+
+    @staticmethod
     def surely_rejects(domain, dest, policy, after):
-        return dest.free_mb < Memory.needed_mb(domain, policy)
+        return not Memory.fits(dest.free_mb, domain.memory_mb, policy)
 
     @staticmethod
     def rejects(domain, dest, state, policy):
-        if dest.free_mb < Memory.needed_mb(domain, policy):
+        if not Memory.fits(dest.free_mb, domain.memory_mb, policy):
             return (f"{dest.name} memory {dest.free_mb:g} MB free < {domain.memory_mb:g}"
                     f" + reserve {policy.memory_reserve_mb:g}")
         return None
@@ -136,8 +146,13 @@ class MaxVmPerHost:
     name = "max_vm_per_host"
 
     @staticmethod
+    def fits(running_after, policy):
+        """Whether a host may run running_after domains; numbers or arrays."""
+        return True if policy.max_vm_per_host is None else running_after <= policy.max_vm_per_host
+
+    @staticmethod
     def surely_rejects(domain, dest, policy, after):
-        return policy.max_vm_per_host is not None and dest.running + 1 > policy.max_vm_per_host
+        return not MaxVmPerHost.fits(dest.running + 1, policy)
 
     @staticmethod
     def rejects(domain, dest, state, policy):
