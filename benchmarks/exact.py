@@ -43,9 +43,8 @@ def _quiet_highs():
         os.close(saved)
         os.close(devnull)
     highs.setOptionValue("output_flag", False)
-    # One thread: the runner measures planners on a small machine, and a second HiGHS worker only
-    # competes with them (and with itself, on 2 cores) without making the solves faster.
-    highs.setOptionValue("threads", 1)
+    # No `threads` option: HiGHS has one scheduler per process, and an instance asking for another
+    # thread count than the first one did (the product's engine runs in the same process) fails.
     return highs
 
 

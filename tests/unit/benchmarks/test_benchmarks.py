@@ -430,3 +430,15 @@ def test_a_plan_far_over_its_time_target_is_not_repeated():
     calls.clear()
     run.best_time(lambda: calls.append(1), 5, enough=60.0)
     assert len(calls) == 5
+
+
+def test_exact_solver_and_product_share_one_process():
+    """HiGHS has one scheduler per process: neither solver may set options that break the other."""
+    exact = pytest.importorskip("exact", reason="highspy not installed")
+    cluster = scenarios.generate("skewed", 8, 120, 1)
+    pol = scenarios.policy_for(cluster, "skewed")
+    first = exact.minimum_migrations(cluster, pol)
+    run.xen_drs(cluster, pol)
+    again = exact.minimum_migrations(cluster, pol)
+    assert first["status"] == again["status"] == "optimal"
+    assert len(first["migrations"]) == len(again["migrations"])
