@@ -207,11 +207,14 @@ class _Model:
                 if index < size - 1 or d.cpu + biggest >= excess * (1 - rules.TOLERANCE)}
 
     def _room_makers(self, candidates, movable):
-        """Movable domains on calm destinations whose departure would let some candidate in.
+        """Movable domains on calm destinations whose departure would help some candidate in.
 
-        The rules' numeric tests (rules.Memory.fits, MaxLoadCandidate.may_fit, MaxVmPerHost.fits)
-        run on arrays: every candidate against every resident of a host at once. Per host, the
-        residents that would admit the most candidates are kept (at most ROOM_MAKERS_PER_HOST).
+        A candidate "waits" on a host when the rules' numeric tests (rules.Memory.fits,
+        MaxLoadCandidate.may_fit, MaxVmPerHost.fits, run on arrays) or an anti-affine mate refuse it
+        now but would let it in once every movable resident had left. A resident helps it when its
+        departure lowers what is short (memory, load, the VM count, the mate). Per host, kept are
+        the residents that alone let the most candidates in, then that help the most, then the
+        biggest in memory (at most ROOM_MAKERS_PER_HOST).
         """
         state, policy = self.state, self.policy
         names = sorted(candidates)
@@ -224,28 +227,35 @@ class _Model:
                 continue  # a sustained host's movable domains are candidates already
             current = state[h]
             cores = math.fsum(current.cpu_values)
-            allowed = np.array([self.home[n] != h and rules.Pin.allows(n, h, policy) for n in names], dtype=bool)
-            mates = [rules.AntiAffinity.mates_on(n, h, policy, state.placement)[1] for n in names]
-            alone = np.array([not m for m in mates], dtype=bool)
-            fits_now = (rules.Memory.fits(current.free_mb, memory, policy)
-                        & rules.MaxLoadCandidate.may_fit((cores + cpu) / current.cpus, policy)
-                        & rules.MaxVmPerHost.fits(current.running + 1, policy) & alone)
-            waiting = np.flatnonzero(allowed & ~fits_now)
-            if not waiting.size:
-                continue
             room_cpu = np.array([d.cpu for d in residents], dtype=np.float64)
             room_memory = np.array([d.memory_mb for d in residents], dtype=np.float64)
-            fits_after = (rules.Memory.fits(current.free_mb + room_memory[None, :], memory[waiting][:, None], policy)
-                          & rules.MaxLoadCandidate.may_fit(
-                              (cores - room_cpu[None, :] + cpu[waiting][:, None]) / current.cpus, policy)
-                          & rules.MaxVmPerHost.fits(current.running, policy))
+            allowed = np.array([self.home[n] != h and rules.Pin.allows(n, h, policy) for n in names], dtype=bool)
+            mates = [rules.AntiAffinity.mates_on(n, h, policy, state.placement)[1] for n in names]
+            memory_ok = rules.Memory.fits(current.free_mb, memory, policy)
+            load_ok = rules.MaxLoadCandidate.may_fit((cores + cpu) / current.cpus, policy)
+            count_ok = rules.MaxVmPerHost.fits(current.running + 1, policy)
+            alone = np.array([not m for m in mates], dtype=bool)
+            if_all_left = (rules.Memory.fits(current.free_mb + room_memory.sum(), memory, policy)
+                           & rules.MaxLoadCandidate.may_fit((cores - room_cpu.sum() + cpu) / current.cpus, policy))
+            waiting = np.flatnonzero(allowed & if_all_left & ~(memory_ok & load_ok & count_ok & alone))
+            if not waiting.size:
+                continue
+            helps = ((~memory_ok[waiting])[:, None] & (room_memory > 0)[None, :]) \
+                | ((~load_ok[waiting])[:, None] & (room_cpu > 0)[None, :]) \
+                | np.full((waiting.size, len(residents)), not count_ok, dtype=bool)
+            alone_after = (rules.Memory.fits(current.free_mb + room_memory[None, :], memory[waiting][:, None], policy)
+                           & rules.MaxLoadCandidate.may_fit(
+                               (cores - room_cpu[None, :] + cpu[waiting][:, None]) / current.cpus, policy)
+                           & rules.MaxVmPerHost.fits(current.running, policy))
             for row, index in enumerate(waiting):
-                if mates[index]:  # only the departure of its one mate there lets it in
-                    fits_after[row, :] &= np.array([mates[index] == [d.name] for d in residents], dtype=bool)
-            counts = fits_after.sum(axis=0)
-            helpful = sorted((-int(count), -room.memory_mb, room.cpu, room.name)
-                             for count, room in zip(counts, residents) if count)
-            chosen |= {entry[3] for entry in helpful[:ROOM_MAKERS_PER_HOST]}
+                if mates[index]:
+                    is_mate = np.array([d.name in mates[index] for d in residents], dtype=bool)
+                    helps[row, :] |= is_mate
+                    alone_after[row, :] &= np.array([mates[index] == [d.name] for d in residents], dtype=bool)
+            ranked = sorted((-int(single), -int(helped), -room.memory_mb, room.cpu, room.name)
+                            for single, helped, room in zip(alone_after.sum(axis=0), helps.sum(axis=0), residents)
+                            if helped)
+            chosen |= {entry[4] for entry in ranked[:ROOM_MAKERS_PER_HOST]}
         return chosen
 
     def _static_destinations(self, moving):
