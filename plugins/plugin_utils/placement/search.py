@@ -62,6 +62,15 @@ class Search:
             buckets, sorted_scan = self.state.by_load.values(), True
         else:
             buckets, sorted_scan = [sorted((s.load, s.name) for s in only)], False
+        # The cheap tests that can matter here: the index holds no maintenance host and a sorted scan
+        # stops at the load limit; a pin or a VM limit matters only when there is one.
+        cheap = [rules.Memory.surely_rejects]
+        if domain.name in policy.pin:
+            cheap.append(rules.Pin.surely_rejects)
+        if policy.max_vm_per_host is not None:
+            cheap.append(rules.MaxVmPerHost.surely_rejects)
+        if not sorted_scan:
+            cheap += [rules.Maintenance.surely_rejects, rules.MaxLoadCandidate.surely_rejects]
         for bucket in buckets:
             for load, name in bucket:
                 dest = self.state[name]
@@ -69,7 +78,14 @@ class Search:
                 if sorted_scan and (rules.MaxLoadCandidate.surely_rejects(domain, dest, policy, after)
                                     or (best_key is not None and after > best_key[0])):
                     break
-                if name == source.name or any(r.surely_rejects(domain, dest, policy, after) for r in rules.PLACE):
+                if name == source.name:
+                    continue
+                for test in cheap:
+                    if test(domain, dest, policy, after):
+                        break
+                else:
+                    test = None
+                if test is not None:
                     continue
                 key = objective.destination_rank(after, dest)
                 if best_key is not None and key >= best_key:
