@@ -71,6 +71,10 @@ def test_bad_cluster_input_names_host_domain_field_and_value(change, expected):
     ({"exclude": "web1"}, ["'exclude'", "'web1'"]),
     ({"maintenance": ["hv1", ""]}, ["'maintenance'", "['hv1', '']"]),
     ({"now": "today"}, ["'now'", "'today'"]),
+    ({"engine": "fast"}, ["'engine'", "one of auto, exact, greedy", "'fast'"]),
+    ({"engine": ["exact"]}, ["'engine'", "['exact']"]),
+    ({"solver_seconds": 0}, ["'solver_seconds'", "> 0", "0"]),
+    ({"solver_seconds": float("inf")}, ["'solver_seconds'", "inf"]),
 ])
 def test_bad_policy_names_key_and_value(policy, expected):
     with pytest.raises(PlacementError) as error:
