@@ -222,8 +222,9 @@ def print_scenario(result):
             print("   ! %s breaks a rule: %s" % (name, violation))
     engine = result.get("engine") or {}
     if engine:
-        print("   xen.drs plan: %s" % " ".join("%s=%s" % (key, "%.4g" % engine[key] if isinstance(engine[key], float)
-                                                         else engine[key]) for key in ENGINE_KEYS if key in engine))
+        shown = ["%s=%s" % (key, "%.4g" % engine[key] if isinstance(engine[key], float) else engine[key])
+                 for key in ENGINE_KEYS if key in engine]
+        print("   xen.drs plan: %s" % " ".join(shown))
     ex = yardstick(result)
     if ex:
         value = ratio(rows["xen.drs"], ex)
