@@ -6,7 +6,7 @@ The model (end state of the plan; one binary x[d, h] per candidate domain d and 
 - Candidates: the movable domains on hosts that must act (maintenance hosts, sustained-overloaded
   hosts, domains breaking a pin or an anti-affinity group), plus "room makers": movable domains on
   possible destinations whose departure would let some candidate in (memory, load, VM count or an
-  anti-affine mate), at most ROOM_MAKERS_PER_HOST per host. Every move of the greedy plan is in the
+  anti-affine mate), at most ROOM_MAKERS_PER_HOST per host above SMALL_POOL hosts. Every move of the greedy plan is in the
   model too, so the greedy plan is a feasible warm start. Other domains stay where they are.
 - Destinations: hosts not in maintenance, not sustained-overloaded and at most at the threshold.
   A host that already meets every rule (load <= max_load_candidate, memory reserve free, VM count)
@@ -51,12 +51,17 @@ MAX_HOSTS = 250
 MAX_DOMAINS = 5000
 MAX_COLUMNS = 60000
 ROOM_MAKERS_PER_HOST = 4
+SMALL_POOL = 16  # hosts: up to this size every resident that helps may make room
 DESTINATIONS_PER_DOMAIN = 24
 SLACK_MOVES = 3
 MIP_MAX_NODES = 2000
 PEAK_MAX_NODES = 200
 PEAK_MAX_COLUMNS = 3000
 PEAK_GAP = 1e-4
+COUNT_GAP = 0.45
+TIE_WEIGHT = 1e-7
+STAGE_SHARE = {1: 0.5, 2: 0.7, 3: 1.0}  # of the wall-clock budget left when the stage starts
+CLEAR_SHARE = 0.8  # of the budget, for the search of a plan that clears every sustained host
 STAGE_TOLERANCE = 1e-6
 
 
@@ -255,7 +260,8 @@ class _Model:
             ranked = sorted((-int(single), -int(helped), -room.memory_mb, room.cpu, room.name)
                             for single, helped, room in zip(alone_after.sum(axis=0), helps.sum(axis=0), residents)
                             if helped)
-            chosen |= {entry[4] for entry in ranked[:ROOM_MAKERS_PER_HOST]}
+            keep = len(ranked) if len(self.state.hosts) <= SMALL_POOL else ROOM_MAKERS_PER_HOST
+            chosen |= {entry[4] for entry in ranked[:keep]}
         return chosen
 
     def _static_destinations(self, moving):
@@ -406,6 +412,29 @@ class _Model:
         terms = [(c, self.domains[name].memory_mb / (1e4 * memory_total)) for (name, _dest), c in self.x.items()]
         return terms + [(self.peak, 1.0)], 0.0
 
+    def solve_terms(self, tier):
+        """What a stage minimises: its objective plus the next tier as a tie-break too small to
+        change its optimum, so a stage stopped by its limits still leaves a good plan.
+
+        Stage 1 adds TIE_WEIGHT in all for the migrations (the load above the threshold, the only
+        continuous term, is held to STAGE_TOLERANCE > TIE_WEIGHT). Stage 2 adds the peak scaled to
+        less than half a migration; it stops once the gap is under half a migration (COUNT_GAP),
+        which proves the count, not the peak (stage 3 then minimises the peak).
+        """
+        terms, _constant = self.objective_terms(tier)
+        if tier == 1:
+            weight = TIE_WEIGHT / (len(self.x) + 1)
+            terms = terms + [(c, weight) for c in self.x.values()]
+        elif tier == 2:
+            terms = terms + [(self.peak, 0.4 / self.peak_bound())]
+        return terms
+
+    def peak_bound(self):
+        """More than any host's load after any plan of the model."""
+        state = self.state
+        return 1.0 + max((state[h].load + sum(self.domains[n].cpu for n, _c in self.incoming[h]) / state[h].cpus
+                          for h in self.incoming), default=1.0)
+
     def value(self, tier, values):
         terms, constant = self.objective_terms(tier)
         return math.fsum(values[c] * v for c, v in terms) + constant
@@ -434,6 +463,29 @@ class _Without:
         return math.fsum(self.cpu_values + [-c for c in cpus]) / self.cpus
 
 
+def _prune(model, values, caps):
+    """Drop the moves a plan does not need: each chosen move, least CPU first, is taken out when
+    every row of the model (the rules, and the stages held by `caps`) still holds without it.
+    A solve stopped by its limits can carry moves that do nothing; this is a deterministic pass."""
+    rows = list(model.rows) + [(-math.inf, most + (0.5 if integral else STAGE_TOLERANCE * max(1.0, abs(most))), terms)
+                               for terms, most, integral in caps]
+    by_column = {}
+    for index, (_low, _high, terms) in enumerate(rows):
+        for column, _value in terms:
+            by_column.setdefault(column, []).append(index)
+    sums = [math.fsum(values[c] * v for c, v in terms) for _low, _high, terms in rows]
+    chosen = sorted((c for c in model.x.values() if values[c] > 0.5),
+                    key=lambda c: (model.domains[model.columns[c][1][0]].cpu, model.columns[c][1]))
+    for column in chosen:
+        touched = by_column.get(column, [])
+        trial = {i: sums[i] - math.fsum(v for c, v in rows[i][2] if c == column) for i in touched}
+        if all(rows[i][0] - 1e-9 <= trial[i] <= rows[i][1] + 1e-9 for i in touched):
+            values[column] = 0.0
+            for index, total in trial.items():
+                sums[index] = total
+    return values
+
+
 def _combine(terms):
     merged = {}
     for column, value in terms:
@@ -448,9 +500,10 @@ def _solve(model, tier, caps, warm, seconds):
     highs = getattr(highspy, "_Highs", highspy.Highs)()  # the bare binding prints no banner
     # No `threads` option: HiGHS has one scheduler per process, and asking for another thread count
     # than the first instance did makes run() fail. Its branch and bound is deterministic as it is.
-    nodes, gap = (MIP_MAX_NODES, 0.0) if tier < 3 else (PEAK_MAX_NODES, PEAK_GAP)
-    for option, value in (("output_flag", False), ("mip_max_nodes", nodes),
-                          ("random_seed", 0), ("time_limit", float(seconds)), ("mip_rel_gap", gap)):
+    nodes, gap, absolute = {1: (MIP_MAX_NODES, 0.0, 0.0), 2: (MIP_MAX_NODES, 0.0, COUNT_GAP),
+                            3: (PEAK_MAX_NODES, PEAK_GAP, 0.0)}[tier]
+    for option, value in (("output_flag", False), ("mip_max_nodes", nodes), ("random_seed", 0),
+                          ("time_limit", float(seconds)), ("mip_rel_gap", gap), ("mip_abs_gap", absolute)):
         highs.setOptionValue(option, value)
     count = len(model.columns)
     inf = highspy.kHighsInf
@@ -460,7 +513,7 @@ def _solve(model, tier, caps, warm, seconds):
     highs.changeColsIntegrality(count, np.arange(count, dtype=np.int32),
                                 np.array(model.integral, dtype=np.uint8))
     cost = np.zeros(count)
-    for column, value in _combine(model.objective_terms(tier)[0]).items():
+    for column, value in _combine(model.solve_terms(tier)).items():
         cost[column] += value
     highs.changeColsCost(count, np.arange(count, dtype=np.int32), cost)
     rows = list(model.rows) + (model.peak_rows if tier == 3 else [])
@@ -511,7 +564,25 @@ def improve(planning, greedy_moves, greedy_objective):
     deadline = time.monotonic() + policy.solver_seconds  # for all stages together
     caps, proven, gap, status = [], True, None, "optimal"
     cleared = greedy_objective[:2] == (0, 0) and greedy_left_over <= STAGE_TOLERANCE
+    counted = False
+    if not cleared and greedy_objective[:2] == (0, 0) and model.over:
+        # The greedy plan leaves a sustained host over: first look for a plan that clears them all
+        # (stage 1 at its lower bound, 0), counting migrations: that is stage 2 with stage 1 held at
+        # 0, and fixing the clearing makes it far easier for the solver than the weighted stage 1.
+        # When none is found in its share of the budget, stage 1 runs with what is left.
+        clear = [(terms, 0.0 if index < 2 else most, integral)
+                 for index, (terms, most, integral) in enumerate(model.held(1, values))]
+        solved, clear_status, gap = _solve(model, 2, clear, warm, policy.solver_seconds * CLEAR_SHARE)
+        if solved is not None and model.value(1, solved) <= STAGE_TOLERANCE:
+            values = solved if clear_status == "Optimal" else _prune(model, solved, clear)
+            warm = {c for c in model.x.values() if values[c] > 0.5}
+            cleared = counted = True
+            caps = clear + model.held(2, values)
+            if clear_status != "Optimal":
+                proven, status = False, clear_status
     for tier in (1, 2, 3):
+        if tier < 3 and counted:
+            continue
         if tier == 1 and cleared:
             caps += model.held(1, values)  # nothing is left to fix: the lower bound
             continue
@@ -521,7 +592,9 @@ def improve(planning, greedy_moves, greedy_objective):
         if tier == 3 and len(model.columns) > PEAK_MAX_COLUMNS:
             proven, status = False, f"peak not optimised (model of {len(model.columns)} columns)"
             break
-        seconds = deadline - time.monotonic()
+        # each stage may use its share of what is left, so a slow stage 1 leaves stage 2 time to
+        # count the migrations of the best plan it found
+        seconds = (deadline - time.monotonic()) * STAGE_SHARE[tier]
         if seconds <= 0:
             proven, status = False, "Time limit reached"
             break
@@ -529,7 +602,7 @@ def improve(planning, greedy_moves, greedy_objective):
         if solved is None:
             _restore(state, applied)
             return Outcome(status=f"stage {tier}: {stage_status}", optimal=False)
-        values = solved
+        values = solved if stage_status == "Optimal" else _prune(model, solved, caps)
         warm = {c for c in model.x.values() if values[c] > 0.5}
         proven = proven and stage_status == "Optimal"
         if stage_status != "Optimal":
