@@ -2,29 +2,39 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The exact engine: the plan as a mixed-integer program, solved with HiGHS (highspy).
 
-The model (end state of the plan; one binary x[d, h] per candidate domain d and allowed host h):
+The model (the end state of the plan; one binary x[d, h] per candidate domain d and allowed host h):
 - Candidates: the movable domains on hosts that must act (maintenance hosts, sustained-overloaded
-  hosts, domains breaking a pin or an anti-affinity group), plus "room makers": movable domains on
-  possible destinations whose departure would let some candidate in (memory, load, VM count or an
-  anti-affine mate), at most ROOM_MAKERS_PER_HOST per host above SMALL_POOL hosts. Every move of the greedy plan is in the
-  model too, so the greedy plan is a feasible warm start. Other domains stay where they are.
-- Destinations: hosts not in maintenance, not sustained-overloaded and at most at the threshold.
-  A host that already meets every rule (load <= max_load_candidate, memory reserve free, VM count)
-  keeps meeting it at the end; a host that does not may receive only if its end state does
-  (y[h] switches its constraints on). The rules are those of rules.py: pin and maintenance as
-  absent variables, memory with the reserve, max_load_candidate, max_vm_per_host, anti-affinity
-  (no host ends with two members of a group unless it started so, and none arrives there).
-- Objective, lexicographic (objective.py), solved in two stages, each exact:
+  hosts: those that can be in a set of at most fewest + SLACK_MOVES departures clearing the host;
+  domains breaking a pin or an anti-affinity group), plus "room makers": movable domains on calm
+  hosts whose departure would help some candidate in (memory, load, VM count or an anti-affine
+  mate): all of them up to SMALL_POOL hosts, else the ROOM_MAKERS_PER_HOST best per host. Every move
+  of the greedy plan is in the model too, so the greedy plan is a feasible warm start. Other
+  domains stay where they are; each candidate keeps its DESTINATIONS_PER_DOMAIN roomiest hosts.
+- Destinations: hosts not in maintenance that are at most at the threshold, and sustained-overloaded
+  hosts once they have shed enough. A host that already meets every rule (load <= max_load_candidate,
+  memory reserve free, VM count) keeps meeting it at the end; one that does not may receive only if
+  its end state does (y[h] switches its constraints on, with the smallest valid big-M). The rules are
+  those of rules.py: pin and maintenance as absent variables, memory with the reserve,
+  max_load_candidate, max_vm_per_host, anti-affinity (no host ends with two members of a group
+  unless it started so, and none arrives there). A cover cut per sustained host (clearing it takes
+  at least the fewest departures its biggest domains need) tightens the relaxation.
+- Objective, lexicographic (objective.py), solved in stages, each exact for its terms:
   1. W_M * (domains left on maintenance hosts) + W_B * (rule breaks) + W_O * (sustained-overloaded
      hosts left over the threshold) + (their load above the threshold). The first three terms are
      integers and the last is at most its value now, so W_O > that value, W_B > W_O * (hosts + 1)
-     and W_M > W_B * (most breaks + 1) order them exactly.
-     When the greedy plan already reaches 0 (the usual case), stage 1 is skipped: 0 is optimal.
-  2. With stage 1 held at its optimum: W_N * migrations + peak load + memory moved / (1e4 * total),
-     W_N larger than the range of the peak, so migrations come first exactly; memory moved only
-     breaks ties between plans whose peaks differ by less than 1e-4.
-- The solve is bounded by a node limit (MIP_MAX_NODES, deterministic: the same input gives the same
-  plan) and by policy.solver_seconds of wall clock only as a safety net, which the plan reports.
+     and W_M > W_B * (most breaks + 1) order them exactly. Skipped when the greedy plan reaches 0
+     (the usual case: 0 is the lower bound). When the greedy plan leaves a sustained host over, a
+     plan clearing them all is searched first (stage 2 with stage 1 fixed at 0, far easier for the
+     solver), and stage 1 runs only if none is found.
+  2. With stage 1 held (one row per term): the number of migrations, skipped when the plan already
+     needs no more than the lower bound `fewest_moves`.
+  3. With stages 1 and 2 held: the peak load, exact to PEAK_GAP, with memory moved as a tie-break;
+     skipped (and `optimal` false) for models above PEAK_MAX_COLUMNS columns.
+  Each stage carries the next tier as a tie-break too small to change its own optimum, so a stage
+  stopped by its limits still leaves a good plan, and moves such a plan does not need are pruned.
+- Limits: a node limit per stage (deterministic: the same input gives the same plan) and
+  policy.solver_seconds of wall clock for all stages together, only as a safety net, whose hitting
+  the plan reports in `solver_status` (the plan is then the best found, if better than the greedy).
 - A MIP constrains the end state. Its moves are then ordered by replaying them through the greedy's
   own rules (rules.first_rejection), each valid at its turn given the moves before it; a move
   `requires` the earlier departures from its destination without which it would be refused. A plan
