@@ -14,6 +14,9 @@ from .model import Domain
 from .state import HostState
 
 
+ROOM_HOSTS = 64  # make_room looks at this many of the calmest eligible hosts at most
+
+
 @dataclass(frozen=True)
 class Room:
     """Room for `domain` on `host`: `room` first moves from `host` to `room_dest`."""
@@ -32,6 +35,11 @@ class Search:
         # A refused search is remembered until a host gains room (state.opened grows): without
         # that, hosts only fill up, so the same search would be refused again.
         self.refused_at = {}  # domain name -> len(state.opened) when its search was refused
+        self.no_room_at = {}  # the same for make_room: without an opening it finds no room again
+        self.room_stuck_at = {}  # and for a would-be room that found no destination of its own
+        # per host, the most CPU and memory one of its domains could free (a bound for make_room)
+        self.biggest = {h.name: (max((d.cpu for d in h.running), default=0.0),
+                                 max((d.memory_mb for d in h.running), default=0.0)) for h in state.hosts}
 
     def allowed(self, domain, dest):
         return rules.first_rejection(domain, dest, self.state, self.policy) is None
@@ -45,7 +53,7 @@ class Search:
             opened = {self.state[name] for name in self.state.opened[refused_at:]}
             best = self._scan(domain, source, opened)
         if best is None:
-            if refused_at is None or len(self.state.opened) > refused_at:
+            if refused_at is None:  # the refusal as it first happened (explaining costs a scan of every host)
                 self.log.no_destination(domain, self.why_no_destination(domain, source))
             self.refused_at[domain.name] = len(self.state.opened)
         return best
@@ -103,33 +111,56 @@ class Search:
         (objective.room_rank chooses among them).
         """
         policy, state = self.policy, self.state
+        if self.no_room_at.get(domain.name) == len(state.opened):
+            return None
         limit = policy.max_load_candidate + rules.TOLERANCE
         need_mb = rules.Memory.needed_mb(domain, policy)
-        best_key, best = None, None
+        # Every pair (host, room) that passes the cheap tests, best-first by the load the host
+        # would have (a lower bound of the pair's peak): the exact checks stop at the first pair
+        # that can no longer beat the best found.
+        hosts = []
         for host in state.hosts:
             target = state[host.name]
+            biggest_cpu, biggest_mb = self.biggest[host.name]
             if (target is source or target.maintenance or target.load > policy.load_threshold
+                    or target.load + (domain.cpu - biggest_cpu) / target.cpus > limit
+                    or target.free_mb + biggest_mb < need_mb
                     or not rules.Pin.allows(domain.name, host.name, policy)):
                 continue
+            hosts.append((target.load, host.name, host, target))
+        # In a big pool only the calmest hosts are looked at (the search is hosts x domains).
+        hosts = sorted(hosts)[:ROOM_HOSTS] if len(hosts) > ROOM_HOSTS else hosts
+        pairs = []
+        for _load, _name, host, target in hosts:
             for room in host.running:
-                # cheap rejections first: the load and memory once room has left and domain arrived
-                if (state.placement.get(room.name) != host.name
-                        or target.load + (domain.cpu - room.cpu) / target.cpus > limit
-                        or target.free_mb + room.memory_mb < need_mb
+                # the load and memory once room has left and domain arrived
+                estimate = target.load + (domain.cpu - room.cpu) / target.cpus
+                if (estimate > limit or target.free_mb + room.memory_mb < need_mb
+                        or state.placement.get(room.name) != host.name
                         or room.name in already_moved or rules.blocker(room, policy) is not None):
                     continue
-                with state.lifted(room) as vacated:
-                    after = vacated.load_with(domain.cpu)
-                    refused = rules.first_rejection(domain, vacated, state, policy)
-                if refused or (best_key is not None and (after, room.memory_mb) > best_key[:2]):
-                    continue
-                room_dest = self._scan(room, target, None)
-                if room_dest is None:
-                    continue
-                key = objective.room_rank(max(after, room_dest.load_with(room.cpu)), room.memory_mb,
-                                          host.name, room.name)
-                if best_key is None or key < best_key:
-                    best_key, best = key, Room(room, target, room_dest, key[0])
+                pairs.append((estimate, room.memory_mb, host.name, room.name, room, target))
+        pairs.sort(key=lambda pair: pair[:4])
+        best_key, best = None, None
+        for estimate, _memory, host_name, _name, room, target in pairs:
+            if best_key is not None and estimate > best_key[0] + rules.TOLERANCE:
+                break
+            if self.room_stuck_at.get(room.name) == len(state.opened):
+                continue  # it found no destination, and no host has gained room since
+            with state.lifted(room) as vacated:
+                after = vacated.load_with(domain.cpu)
+                refused = rules.first_rejection(domain, vacated, state, policy)
+            if refused or (best_key is not None and (after, room.memory_mb) > best_key[:2]):
+                continue
+            room_dest = self._scan(room, target, None)
+            if room_dest is None:
+                self.room_stuck_at[room.name] = len(state.opened)
+                continue
+            key = objective.room_rank(max(after, room_dest.load_with(room.cpu)), room.memory_mb, host_name, room.name)
+            if best_key is None or key < best_key:
+                best_key, best = key, Room(room, target, room_dest, key[0])
+        if best is None:
+            self.no_room_at[domain.name] = len(state.opened)
         return best
 
     def why_no_destination(self, domain, source):
@@ -137,6 +168,7 @@ class Search:
         policy, state = self.policy, self.state
         by_rule = {}
         too_busy, in_maintenance = [], []
+        numeric_rules = [r for r in rules.NUMERIC if r is not rules.MaxVmPerHost or policy.max_vm_per_host is not None]
         for name in sorted(state.by_name):
             dest = state[name]
             if name == source.name:
@@ -149,7 +181,11 @@ class Search:
                 continue
             after = dest.load + domain.cpu / dest.cpus
             # The numeric rules are sorted out without formatting a sentence for each of 1,000 hosts.
-            rule = next((r.name for r in rules.NUMERIC if r.surely_rejects(domain, dest, policy, after)), None)
+            rule = None
+            for numeric in numeric_rules:
+                if numeric.surely_rejects(domain, dest, policy, after):
+                    rule = numeric.name
+                    break
             if rule is not None and rule in by_rule:
                 by_rule[rule][1] += 1
                 continue
