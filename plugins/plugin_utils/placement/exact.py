@@ -9,7 +9,8 @@ The model (the end state of the plan; one binary x[d, h] per candidate domain d 
   hosts whose departure would help some candidate in (memory, load, VM count or an anti-affine
   mate): all of them up to SMALL_POOL hosts, else the ROOM_MAKERS_PER_HOST best per host. Every move
   of the greedy plan is in the model too, so the greedy plan is a feasible warm start. Other
-  domains stay where they are; each candidate keeps its DESTINATIONS_PER_DOMAIN roomiest hosts.
+  domains stay where they are; above SMALL_POOL hosts each candidate keeps its DESTINATIONS_PER_DOMAIN
+  roomiest hosts.
 - Destinations: hosts not in maintenance that are at most at the threshold, and sustained-overloaded
   hosts once they have shed enough. A host that already meets every rule (load <= max_load_candidate,
   memory reserve free, VM count) keeps meeting it at the end; one that does not may receive only if
@@ -33,8 +34,9 @@ The model (the end state of the plan; one binary x[d, h] per candidate domain d 
   Each stage carries the next tier as a tie-break too small to change its own optimum, so a stage
   stopped by its limits still leaves a good plan, and moves such a plan does not need are pruned.
 - Limits: a node limit per stage (deterministic: the same input gives the same plan) and
-  policy.solver_seconds of wall clock for all stages together, only as a safety net, whose hitting
-  the plan reports in `solver_status` (the plan is then the best found, if better than the greedy).
+  policy.solver_seconds of wall clock for all stages together (at most LARGE_POOL_SECONDS above
+  SMALL_POOL hosts), as a safety net whose hitting the plan reports in `solver_status` (the
+  plan is then the best found, if better than the greedy; such a plan may differ between runs).
 - A MIP constrains the end state. Its moves are then ordered by replaying them through the greedy's
   own rules (rules.first_rejection), each valid at its turn given the moves before it; a move
   `requires` the earlier departures from its destination without which it would be refused. A plan
@@ -62,11 +64,12 @@ MAX_DOMAINS = 5000
 MAX_COLUMNS = 60000
 ROOM_MAKERS_PER_HOST = 4
 SMALL_POOL = 16  # hosts: up to this size every resident that helps may make room
-DESTINATIONS_PER_DOMAIN = 24
+DESTINATIONS_PER_DOMAIN = 12  # above SMALL_POOL hosts; up to it every allowed host
 SLACK_MOVES = 3
 MIP_MAX_NODES = 2000
 PEAK_MAX_NODES = 200
 PEAK_MAX_COLUMNS = 3000
+LARGE_POOL_SECONDS = 0.8  # the wall-clock budget above SMALL_POOL hosts
 PEAK_GAP = 1e-4
 COUNT_GAP = 0.45
 TIE_WEIGHT = 1e-7
@@ -289,6 +292,7 @@ class _Model:
         loads = np.array([state[h].load for h in hosts])
         free = np.array([state[h].free_mb for h in hosts])
         found = {}
+        keep = len(hosts) if len(self.state.hosts) <= SMALL_POOL else DESTINATIONS_PER_DOMAIN
         for name in sorted(moving):
             domain = self.domains[name]
             mask = (rules.Memory.fits(free_most, domain.memory_mb, policy)
@@ -301,7 +305,7 @@ class _Model:
                                   rules.AntiAffinity.mates_on(name, hosts[i], policy, state.placement)[1])]
             # most room first: lowest load after the move, then most free memory, then name
             ranked = sorted(indices, key=lambda i: (loads[i] + domain.cpu / cpus[i], -free[i], hosts[i]))
-            found[name] = [hosts[i] for i in ranked[:DESTINATIONS_PER_DOMAIN]]
+            found[name] = [hosts[i] for i in ranked[:keep]]
         return found
 
     def _destination_rows(self, candidate):
@@ -571,7 +575,12 @@ def improve(planning, greedy_moves, greedy_objective):
     values = [0.0] * len(model.columns)
     for column in warm:
         values[column] = 1.0
-    deadline = time.monotonic() + policy.solver_seconds  # for all stages together
+    # for all stages together; a big model gets less (its pool is planned again next interval, and
+    # the greedy plan is its fallback), so that a 100-host pool plans within 2 s
+    budget = policy.solver_seconds
+    if len(state.hosts) > SMALL_POOL:
+        budget = min(budget, LARGE_POOL_SECONDS)
+    deadline = time.monotonic() + budget
     caps, proven, gap, status = [], True, None, "optimal"
     cleared = greedy_objective[:2] == (0, 0) and greedy_left_over <= STAGE_TOLERANCE
     counted = False
@@ -582,7 +591,7 @@ def improve(planning, greedy_moves, greedy_objective):
         # When none is found in its share of the budget, stage 1 runs with what is left.
         clear = [(terms, 0.0 if index < 2 else most, integral)
                  for index, (terms, most, integral) in enumerate(model.held(1, values))]
-        solved, clear_status, gap = _solve(model, 2, clear, warm, policy.solver_seconds * CLEAR_SHARE)
+        solved, clear_status, gap = _solve(model, 2, clear, warm, budget * CLEAR_SHARE)
         if solved is not None and model.value(1, solved) <= STAGE_TOLERANCE:
             values = solved if clear_status == "Optimal" else _prune(model, solved, clear)
             warm = {c for c in model.x.values() if values[c] > 0.5}
