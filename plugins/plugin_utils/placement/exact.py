@@ -174,8 +174,8 @@ class _Model:
         self.break_terms, self.break_constant = self._break_rows()
         self._row(-math.inf, policy.max_migrations, [(c, 1.0) for c in self.x.values()])
         self.peak = self._column("p", "peak", 0, math.inf, False)
-        fixed_peak = max((state[h].load for h in hosts if not self.incoming[h] and h not in self.outgoing_hosts()),
-                         default=0.0)
+        sending = self.outgoing_hosts()
+        fixed_peak = max((state[h].load for h in hosts if not self.incoming[h] and h not in sending), default=0.0)
         self.lower[self.peak] = fixed_peak
         self.peak_rows = []  # only stage 3 needs them
         for h in sorted(hosts):
@@ -327,16 +327,15 @@ class _Model:
                     self._row(-math.inf, 0, [(col, 1.0), (switch, -1.0)])
             # load: end load <= max_load_candidate
             terms = self._load_terms(h)
-            self._guarded(terms, candidate - current.load, switch,
-                          sum(self.domains[n].cpu for n, _c in arrivals) / current.cpus)
+            self._guarded(terms, candidate - current.load, switch)
             # memory: memory taken in - memory freed <= free now - reserve
             # (in GiB, so that the rows' coefficients are of a size with the load rows')
             terms = [(c, self.domains[n].memory_mb / 1024) for n, c in arrivals]
             terms += [(c, -self.domains[n].memory_mb / 1024) for n, c in leaving_cols]
-            self._guarded(terms, (current.free_mb - policy.memory_reserve_mb) / 1024, switch, None)
+            self._guarded(terms, (current.free_mb - policy.memory_reserve_mb) / 1024, switch)
             if limit is not None:
                 terms = [(c, 1.0) for _n, c in arrivals] + [(c, -1.0) for _n, c in leaving_cols]
-                self._guarded(terms, limit - current.running, switch, len(arrivals))
+                self._guarded(terms, limit - current.running, switch)
             for group in policy.anti_affinity:
                 staying = [n for n in group if self.home.get(n) == h]
                 coming = [(n, c) for n, c in arrivals if n in group]
@@ -347,7 +346,7 @@ class _Model:
                 terms += [(c, -1.0) for n in staying for c in self.outgoing.get(n, ())]
                 self._row(-math.inf, 1 - len(staying), terms)
 
-    def _guarded(self, terms, bound, switch, _big):
+    def _guarded(self, terms, bound, switch):
         """sum(terms) <= bound, switched on by `switch` (None: always on).
 
         A host that receives nothing (switch = 0) only loses load, memory and domains, so its terms
@@ -413,12 +412,12 @@ class _Model:
             most_breaks = self.break_constant + sum(1 for _c, v in self.break_terms if v > 0) * len(self.domains)
             w_over = initial_excess + 1.0
             w_break = w_over * (len(self.sustained) + 1)
-            w_maintenance = w_break * (most_breaks + 1) + w_break
-            terms = [(c, 1.0) for c in self.excess.values()]
-            terms += [(c, w_over) for c in self.over.values()]
-            terms += [(c, w_break * v) for c, v in self.break_terms]
-            terms += [(c, w_maintenance * v) for row in self.left_on_maintenance for c, v in row]
-            constant = w_break * self.break_constant + w_maintenance * len(self.left_on_maintenance)
+            weights = {"excess": 1.0, "over": w_over, "breaks": w_break,
+                       "maintenance": w_break * (most_breaks + 1) + w_break}
+            terms, constant = [], 0.0
+            for name, part, part_constant, _integral in self.stage_one_parts():
+                terms += [(c, weights[name] * v) for c, v in part]
+                constant += weights[name] * part_constant
             return terms, constant
         if tier == 2:
             return [(c, 1.0) for c in self.x.values()], 0.0
@@ -459,11 +458,16 @@ class _Model:
         if tier != 1:
             terms, constant = self.objective_terms(tier)
             return [(terms, self.value(tier, values) - constant, tier == 2)]
-        parts = [([(c, 1.0) for c in self.excess.values()], False),
-                 ([(c, 1.0) for c in self.over.values()], True),
-                 (self.break_terms, True),
-                 ([(c, v) for row in self.left_on_maintenance for c, v in row], True)]
-        return [(terms, math.fsum(values[c] * v for c, v in terms), integral) for terms, integral in parts if terms]
+        return [(terms, math.fsum(values[c] * v for c, v in terms), integral)
+                for _name, terms, _constant, integral in self.stage_one_parts() if terms]
+
+    def stage_one_parts(self):
+        """Stage 1's terms, in objective order reversed: (name, terms, constant, whole number)."""
+        return [("excess", [(c, 1.0) for c in self.excess.values()], 0.0, False),
+                ("over", [(c, 1.0) for c in self.over.values()], 0.0, True),
+                ("breaks", self.break_terms, self.break_constant, True),
+                ("maintenance", [(c, v) for row in self.left_on_maintenance for c, v in row],
+                 len(self.left_on_maintenance), True)]
 
 
 class _Without:
@@ -589,8 +593,9 @@ def improve(planning, greedy_moves, greedy_objective):
         # (stage 1 at its lower bound, 0), counting migrations: that is stage 2 with stage 1 held at
         # 0, and fixing the clearing makes it far easier for the solver than the weighted stage 1.
         # When none is found in its share of the budget, stage 1 runs with what is left.
-        clear = [(terms, 0.0 if index < 2 else most, integral)
-                 for index, (terms, most, integral) in enumerate(model.held(1, values))]
+        clearing = {"excess", "over"}
+        clear = [(terms, 0.0 if name in clearing else math.fsum(values[c] * v for c, v in terms), integral)
+                 for name, terms, _constant, integral in model.stage_one_parts() if terms]
         solved, clear_status, gap = _solve(model, 2, clear, warm, budget * CLEAR_SHARE)
         if solved is not None and model.value(1, solved) <= STAGE_TOLERANCE:
             values = solved if clear_status == "Optimal" else _prune(model, solved, clear)
