@@ -398,7 +398,7 @@ class _Model:
             ranked = sorted((d for d in state.parsed[s].running if d.name in self.outgoing and d.name not in must),
                             key=objective.shed_order)
             left = [d.cpu for d in state.parsed[s].running if d.name in must]
-            fewest = fewest_needed(_Without(host, left), ranked, policy.load_threshold)
+            fewest = fewest_needed(host, ranked, policy.load_threshold, gone=left)
             count += fewest or 0
         return count
 
@@ -468,17 +468,6 @@ class _Model:
                 ("breaks", self.break_terms, self.break_constant, True),
                 ("maintenance", [(c, v) for row in self.left_on_maintenance for c, v in row],
                  len(self.left_on_maintenance), True)]
-
-
-class _Without:
-    """A host's numbers once some cores have left (for fewest_needed)."""
-
-    def __init__(self, host, cpus):
-        self.cpus = host.cpus
-        self.cpu_values = host.cpu_values + [-c for c in cpus]
-
-    def load_without(self, cpus):
-        return math.fsum(self.cpu_values + [-c for c in cpus]) / self.cpus
 
 
 def _prune(model, values, caps):

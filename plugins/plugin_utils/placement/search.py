@@ -202,15 +202,16 @@ class Search:
         return "no destination: " + ("; ".join(parts) if parts else "no other host")
 
 
-def excess_cores(host, threshold):
-    """Cores a host must shed to reach the threshold (exactly rounded)."""
-    return math.fsum(host.cpu_values) - threshold * host.cpus
+def excess_cores(host, threshold, gone=()):
+    """Cores a host must shed to reach the threshold once `gone` (CPU values) left (exactly rounded)."""
+    return math.fsum(host.cpu_values + [-c for c in gone]) - threshold * host.cpus
 
 
-def fewest_needed(host, candidates, threshold):
-    """How many of the candidates, in order, must leave to bring the host under the threshold."""
-    excess = excess_cores(host, threshold)
-    removed, total = [], 0.0
+def fewest_needed(host, candidates, threshold, gone=()):
+    """How many of the candidates, in order, must leave to bring the host under the threshold,
+    once the domains whose CPU values are `gone` have left it."""
+    excess = excess_cores(host, threshold, gone)
+    removed, total = list(gone), 0.0
     for count, domain in enumerate(candidates, 1):
         removed.append(domain.cpu)
         total += domain.cpu
