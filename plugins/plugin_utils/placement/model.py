@@ -30,6 +30,7 @@ class Domain:
     state: str
     last_migration_time: Optional[float] = None
     tags: Tuple[str, ...] = ()
+    samples: Tuple[Tuple[float, float], ...] = ()  # (epoch, cores used), oldest first; () when unknown
 
     @property
     def running(self):
@@ -45,6 +46,7 @@ class Host:
     samples: Tuple[Tuple[float, float], ...]
     maintenance: bool
     domains: Tuple[Domain, ...]
+    memory_samples: Tuple[Tuple[float, float], ...] = ()  # (epoch, memory used / memory_mb), oldest first
     running: Tuple[Domain, ...] = field(init=False)
 
     def __post_init__(self):
@@ -134,18 +136,23 @@ def _mapping(where, value, name):
 # ---------------------------------------------------------------- cluster
 
 
-def _parse_samples(where, data):
-    raw = data.get("samples")
-    if raw is None:
-        raise PlacementError(f"{where}: required field 'samples' is missing")
-    samples = []
-    for pair in _list(where, raw, "samples"):
-        if (isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2
-                or not all(_is_number(x) and math.isfinite(x) for x in pair) or pair[1] < 0):
-            _fail(where, "samples", "a list of [epoch_seconds, load >= 0] pairs", pair)
-        samples.append((pair[0], pair[1]))
-    samples.sort()  # documented as oldest first; sorting makes a shuffled list harmless
-    return tuple(samples)
+def _parse_samples(where, raw, name, value_name, extra=None):
+    """[epoch, value >= 0] pairs sorted oldest first (documented so; sorting makes a shuffled list
+    harmless). With `extra` (a name), a third value >= 0 is allowed too; the pairs of (epoch, extra)
+    come back as a second tuple."""
+    samples, extras = [], []
+    width = (2, 3) if extra else (2,)
+    shape = f"[epoch_seconds, {value_name} >= 0" + (f"(, {extra} >= 0)" if extra else "") + "]"
+    for item in _list(where, raw, name):
+        if (isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) not in width
+                or not all(_is_number(x) and math.isfinite(x) for x in item) or min(item[1:]) < 0):
+            _fail(where, name, f"a list of {shape} entries", item)
+        samples.append((item[0], item[1]))
+        if len(item) == 3:
+            extras.append((item[0], item[2]))
+    samples.sort()
+    extras.sort()
+    return tuple(samples), tuple(extras)
 
 
 _INF = float("inf")
@@ -159,7 +166,8 @@ def _plain_domain(host_name, data):
     try:
         name, uuid, vcpus = data["name"], data["uuid"], data["vcpus"]
         memory_mb, cpu, state = data["memory_mb"], data["cpu"], data["state"]
-        optional = data.get("last_migration") is not None or data.get("tags") is not None
+        optional = (data.get("last_migration") is not None or data.get("tags") is not None
+                    or data.get("samples") is not None)
     except (KeyError, TypeError, AttributeError):
         return None
     if (optional or not (isinstance(name, str) and isinstance(uuid, str) and isinstance(state, str))
@@ -186,6 +194,7 @@ def _parse_domain(host_name, index, data):
         _mapping(where, last, "last_migration")
         last_time = _number(_At(where.host, where.domain, "last_migration"), last, "time")
     tags = data.get("tags")
+    samples = data.get("samples")
     return Domain(
         name=name,
         uuid=_string(where, data, "uuid"),
@@ -196,6 +205,7 @@ def _parse_domain(host_name, index, data):
         state=_string(where, data, "state"),
         last_migration_time=last_time,
         tags=() if tags is None else _string_list(where, tags, "tags"),
+        samples=() if samples is None else _parse_samples(where, samples, "samples", "cores")[0],
     )
 
 
@@ -221,14 +231,18 @@ def _parse_host(index, data):
     if raw_domains is None:
         raise PlacementError(f"{where}: required field 'domains' is missing")
     _list(where, raw_domains, "domains")
+    if data.get("samples") is None:
+        raise PlacementError(f"{where}: required field 'samples' is missing")
+    samples, memory_samples = _parse_samples(where, data["samples"], "samples", "load", extra="memory_load")
     return Host(
         name=name,
         cpus=_number(where, data, "cpus", above=0),
         memory_mb=_number(where, data, "memory_mb", minimum=0),
         memory_free_mb=_number(where, data, "memory_free_mb", minimum=0),
-        samples=_parse_samples(where, data),
+        samples=samples,
         maintenance=maintenance,
         domains=tuple(_parse_domain(name, i, d) for i, d in enumerate(raw_domains)),
+        memory_samples=memory_samples,
     )
 
 
