@@ -1,4 +1,4 @@
-"""_state: the bounded, atomically written, corruption-tolerant state file."""
+"""_state: the bounded, atomically written, corruption-tolerant, versioned state file."""
 
 from __future__ import annotations
 
@@ -21,11 +21,14 @@ def test_missing_file_is_an_empty_state_without_warning(tmp_path):
 
 def test_round_trip_and_directory_mode(tmp_path):
     path = tmp_path / "new" / "dir" / "state.json"
-    state = _state.State(samples=[[1.0, 0.5]], migrations=[record(1.0)])
+    state = _state.State(samples=[[1.0, 0.5, 0.25], [2.0, 0.5]], migrations=[record(1.0)],
+                         domains={"uuid-a": [[1.0, 0.75], [2.0, 1.0]]})
     _state.save_state(str(path), state)
     assert _state.load_state(str(path)) == (state, None)
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
-    assert json.loads(path.read_text())["version"] == 1
+    assert json.loads(path.read_text()) == {
+        "version": 2, "samples": [[1.0, 0.5, 0.25], [2.0, 0.5]], "domains": {"uuid-a": [[1.0, 0.75], [2.0, 1.0]]},
+        "migrations": [record(1.0)]}
     assert os.listdir(path.parent) == ["state.json"]  # no temporary file left behind
 
 
@@ -46,8 +49,18 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
 @pytest.mark.parametrize("text, words", [
     ("{broken", "corrupt"),
     ("[]", "top level is not an object"),
-    ('{"version": 2, "samples": []}', "version is 2, expected 1"),
-    ('{"version": 1, "samples": [[1, "x"]]}', "'samples' is not a list of [time, load] pairs"),
+    ('{"samples": []}', "version is None, expected 1 or 2"),
+    ('{"version": "2", "samples": []}', "version is '2', expected 1 or 2"),
+    ('{"version": true, "samples": []}', "version is True, expected 1 or 2"),
+    ('{"version": 0, "samples": []}', "version is 0, expected 1 or 2"),
+    ('{"version": 1, "samples": [[1, "x"]]}', "'samples' is not a list of [time, load] entries"),
+    # version 1 never wrote memory: a third value there is not from this collection
+    ('{"version": 1, "samples": [[1, 0.5, 0.2]]}', "'samples' is not a list of [time, load] entries"),
+    ('{"version": 2, "samples": [[1, 0.5, 0.2, 9]]}',
+     "'samples' is not a list of [time, load] or [time, load, memory_load] entries"),
+    ('{"version": 2, "domains": []}', "'domains' is not an object of domain uuid -> samples"),
+    ('{"version": 2, "domains": {"u1": [[1, 0.5, 3]]}}', "'domains' entry 'u1' is not a list of [time, cores] entries"),
+    ('{"version": 2, "domains": {"u1": [[1, null]]}}', "'domains' entry 'u1' is not a list of [time, cores] entries"),
     ('{"version": 1, "samples": [], "migrations": [{"time": 1}]}', "'migrations' is not a list of records"),
     ('{"version": 1, "migrations": "no"}', "'migrations' is not a list of records"),
 ])
@@ -57,6 +70,39 @@ def test_corrupt_file_is_a_warning_and_empty_state(tmp_path, text, words):
     state, warning = _state.load_state(str(path))
     assert state == _state.State()
     assert str(path) in warning and words in warning and "starting with an empty state" in warning
+
+
+def test_version_1_file_is_read_and_written_back_as_version_2(tmp_path):
+    """What the previous release wrote: host samples as pairs, no domains; nothing of it is lost."""
+    path = tmp_path / "state.json"
+    records = [record(100.0), record(200.0, vm="db1", source="hv2", destination="hv1")]
+    path.write_text(json.dumps({"version": 1, "samples": [[100.0, 0.5], [160.0, 0.75]], "migrations": records}))
+    state, warning = _state.load_state(str(path))
+    assert warning is None
+    assert state == _state.State(samples=[[100.0, 0.5], [160.0, 0.75]], migrations=records, domains={})
+    state = _state.prune(_state.State(samples=state.samples + [[220.0, 0.25, 0.5]], migrations=state.migrations,
+                                      domains={"uuid-db1": [[220.0, 1.0]]}), now=220.0, history_seconds=3600)
+    _state.save_state(str(path), state)
+    written = json.loads(path.read_text())
+    assert written == {"version": 2, "samples": [[100.0, 0.5], [160.0, 0.75], [220.0, 0.25, 0.5]],
+                       "domains": {"uuid-db1": [[220.0, 1.0]]}, "migrations": records}
+    assert _state.load_state(str(path)) == (state, None)
+
+
+def test_a_newer_version_is_an_empty_state_and_its_file_is_never_overwritten(tmp_path):
+    path = tmp_path / "state.json"
+    newer = json.dumps({"version": 3, "samples": {"whatever": "a later release keeps"}, "migrations": []})
+    path.write_text(newer)
+    state, warning = _state.load_state(str(path))
+    assert (state.samples, state.migrations, state.domains, state.newer_version) == ([], [], {}, 3)
+    assert str(path) in warning and "newer release" in warning and "left unchanged" in warning
+    # every writer goes through save_state: a measured sample, a migration record
+    for changed in (_state.prune(_state.State(samples=[[1.0, 0.5]], newer_version=3), 1.0, 60),
+                    _state.add_migration(state, record(1.0))[0]):
+        with pytest.raises(_state.NewerStateFileError, match="version 3, this one writes 2"):
+            _state.save_state(str(path), changed)
+    assert path.read_text() == newer
+    assert issubclass(_state.NewerStateFileError, OSError)  # what the modules already catch
 
 
 def test_unreadable_file_is_a_warning(tmp_path):
@@ -80,6 +126,26 @@ def test_prune_keeps_the_window_and_the_bounds():
     pruned = _state.prune(_state.State(samples, migrations), now=4999.0, history_seconds=100)
     assert [s[0] for s in pruned.samples] == [float(t) for t in range(4899, 5000)]
     assert len(pruned.migrations) == _state.MAX_MIGRATIONS and pruned.migrations[-1]["vm"] == "vm499"
+
+
+def test_prune_bounds_each_domain_like_the_host_and_drops_departed_domains():
+    long = [[float(t), 0.5] for t in range(5000)]
+    state = _state.State(samples=list(long), domains={"here": list(long), "gone": list(long),
+                                                      "stale": [[10.0, 1.0]]})
+    pruned = _state.prune(state, now=4999.0, history_seconds=3000, keep_domains={"here", "stale"})
+    assert sorted(pruned.domains) == ["here"]  # "gone" left the host, "stale" has nothing in the window
+    assert pruned.domains["here"] == pruned.samples
+    assert len(pruned.domains["here"]) == _state.MAX_SAMPLES and pruned.domains["here"][0][0] == 4000.0
+    pruned = _state.prune(state, now=4999.0, history_seconds=100, keep_domains={"here"})
+    assert [s[0] for s in pruned.domains["here"]] == [float(t) for t in range(4899, 5000)]
+    # without keep_domains (the migration writers) every domain's history stays
+    assert sorted(_state.prune(state, now=20.0, history_seconds=100).domains) == ["gone", "here", "stale"]
+
+
+def test_add_migration_keeps_the_samples_of_host_and_domains():
+    state = _state.State(samples=[[1.0, 0.5, 0.1]], domains={"uuid-web1": [[1.0, 0.5]]})
+    added, _new = _state.add_migration(state, record(2.0))
+    assert (added.samples, added.domains) == (state.samples, state.domains)
 
 
 def test_add_migration_is_idempotent_and_bounded():
