@@ -1,0 +1,36 @@
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""xen.drs trace replay: step per-VM CPU demand through a planner and measure what it does.
+
+Pure Python (relative imports only; no ansible, no planner imported: the planner is an argument,
+so the same engine replays the product's placement.plan and any other planner with its contract).
+Works as ``ansible_collections.xen.drs.plugins.plugin_utils.replay`` and, with plugins/plugin_utils
+on sys.path (the benchmarks), as ``replay``.
+
+  trace.py     read_trace(path) / parse_trace(lines): the CSV of per-VM demand (TraceError)
+  scenario.py  HostSpec, VmSpec, Scenario: what a replay steps through (ScenarioError)
+  presets.py   named presets (``reference``, ``placed``): trace -> scenario, and the policy they fix
+  engine.py    replay(scenario, planner, policy) -> ReplayResult: the one stepping loop (ReplayError)
+  metrics.py   Migration, Metrics, ReplayResult and the pure functions behind the figures
+
+Typical use:
+
+    import placement, replay
+    ref = replay.preset("reference")
+    trace = replay.read_trace("20110303.csv")
+    result = replay.replay(ref.scenario(trace), placement.plan, ref.policy(placement.DEFAULTS))
+    result.metrics.over_share, result.metrics.migrations, result.migrations[0].reason
+"""
+
+from .engine import ReplayError, replay
+from .metrics import PING_PONG_SECONDS, Metrics, Migration, ReplayResult, summarize
+from .presets import PRESETS, REFERENCE_POLICY, Preset, PresetError, preset, reference_host_count, reference_memory_mb
+from .scenario import STEP_SECONDS, WINDOW, HostSpec, Scenario, ScenarioError, VmSpec
+from .trace import Trace, TraceError, TraceVm, parse_trace, read_trace
+
+__all__ = [
+    "HostSpec", "Metrics", "Migration", "PING_PONG_SECONDS", "PRESETS", "Preset", "PresetError", "REFERENCE_POLICY",
+    "ReplayError", "ReplayResult", "STEP_SECONDS", "Scenario", "ScenarioError", "Trace", "TraceError", "TraceVm",
+    "VmSpec", "WINDOW", "parse_trace", "preset", "read_trace", "reference_host_count", "reference_memory_mb",
+    "replay", "summarize",
+]
