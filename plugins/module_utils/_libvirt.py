@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """libvirt plumbing shared by the xen.drs modules.
 
-One place for the guarded import, opening connections, naming domain states, building
-migration URIs/flags and turning libvirt errors into messages that name the cause.
+One place for the guarded import, opening connections, naming domain states, reading a domain's
+xen.drs tags from its XML, building migration URIs/flags and turning libvirt errors into messages
+that name the cause.
 Nothing here calls ``exit_json``/``fail_json``: helpers raise, modules report.
 
 Every libvirt constant is looked up on the ``libvirt`` module at call time, so unit tests
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import traceback
 from urllib.parse import urlsplit, urlunsplit
+from xml.etree import ElementTree
 
 try:
     import libvirt
@@ -136,6 +138,63 @@ def state_name(code):
 def domain_state(domain):
     """State word of a domain, as libvirt reports it now."""
     return state_name(domain.state()[0])
+
+
+# A domain's tags live in its <metadata>, in the collection's own XML namespace, as libvirt writes
+# them for `virsh metadata DOMAIN --uri TAGS_NAMESPACE --key TAGS_KEY --set '<tags><tag>db</tag></tags>'`:
+#   <metadata><drs:tags xmlns:drs="TAGS_NAMESPACE"><drs:tag>db</drs:tag></drs:tags></metadata>
+TAGS_NAMESPACE = "https://github.com/xen-drs/xen.drs/metadata/tags"
+TAGS_KEY = "drs"
+
+
+def _local(tag):
+    """An element name without the tags namespace (ElementTree spells it ``{uri}name``); another one stays."""
+    prefix = f"{{{TAGS_NAMESPACE}}}"
+    return tag[len(prefix):] if tag.startswith(prefix) else tag
+
+
+def _tag_values(tags_element):
+    """The tags inside one <tags> element; raises ValueError naming what does not belong there."""
+    values = []
+    if (tags_element.text or "").strip():
+        raise ValueError(f"text {tags_element.text.strip()!r} directly inside <tags>")
+    for child in tags_element:
+        if child.tag not in (f"{{{TAGS_NAMESPACE}}}tag", "tag"):
+            raise ValueError(f"<{_local(child.tag)}> inside <tags>, where only <tag> elements belong")
+        if len(child):
+            raise ValueError(f"<{_local(child[0].tag)}> inside <tag>, where only the tag's text belongs")
+        value = (child.text or "").strip()
+        if not value:
+            raise ValueError("an empty <tag>")
+        if (child.tail or "").strip():
+            raise ValueError(f"text {child.tail.strip()!r} between the <tag> elements")
+        values.append(value)
+    return values
+
+
+def parse_tags(domain_xml):
+    """(tags sorted and unique, None), or ([], what is wrong) for XML that is not as documented.
+
+    ``domain_xml`` is a domain's XML as XMLDesc returns it. A domain without the xen.drs element
+    in its <metadata> has no tags (and nothing is wrong). Never raises.
+    """
+    try:
+        root = ElementTree.fromstring(domain_xml)
+    except (ElementTree.ParseError, TypeError, ValueError) as err:
+        return [], f"the domain XML does not parse ({err})"
+    tags = set()
+    try:
+        for metadata in root.findall("metadata"):
+            for element in metadata:
+                if not isinstance(element.tag, str) or not element.tag.startswith(f"{{{TAGS_NAMESPACE}}}"):
+                    continue  # another application's metadata (or a comment)
+                if _local(element.tag) != "tags":
+                    raise ValueError(f"<{_local(element.tag)}> in the metadata namespace {TAGS_NAMESPACE}, "
+                                     "where <tags> belongs")
+                tags.update(_tag_values(element))
+    except ValueError as err:
+        return [], str(err)
+    return sorted(tags), None
 
 
 def find_domain(conn, name=None, uuid=None):

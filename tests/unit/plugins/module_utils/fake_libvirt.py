@@ -11,8 +11,9 @@ These fakes prove the modules' logic only; the lab tests in tests/integration pr
 from __future__ import annotations
 
 import threading
+from xml.sax.saxutils import escape
 
-from ansible_collections.xen.drs.plugins.module_utils._libvirt import LibvirtError
+from ansible_collections.xen.drs.plugins.module_utils._libvirt import TAGS_NAMESPACE, LibvirtError
 
 RUNNING, PAUSED, SHUTOFF = 1, 3, 5
 
@@ -67,7 +68,15 @@ class FakeDomain:
         self.abort_error = None  # a libvirtError for abortJob() to raise (a driver that cannot abort)
         self.migrate_moves = True  # False: "succeeds" without moving (for verification tests)
         self.downtime_error = None
+        self.metadata = ""  # what XMLDesc prints inside <metadata> (nothing: no <metadata> element)
+        self.xml = None  # the whole of XMLDesc's answer instead, for XML libvirt would never print
         self._aborted = threading.Event()
+
+    def set_tags(self, *tags):
+        """The metadata libvirt keeps after `virsh metadata --uri TAGS_NAMESPACE --key drs --set '<tags>...'`
+        (as seen on the lab: the key becomes the prefix of every element)."""
+        inner = "".join(f"<drs:tag>{escape(tag)}</drs:tag>" for tag in tags)
+        self.metadata = f'<drs:tags xmlns:drs="{TAGS_NAMESPACE}">{inner}</drs:tags>'
 
     # what the modules call
     def name(self):
@@ -94,6 +103,15 @@ class FakeDomain:
 
     def info(self):
         return [self._state, self.memory_mb * 1024, self.memory_mb * 1024, self.vcpus, self.cpu_time_ns()]
+
+    def XMLDesc(self, flags=0):  # noqa: N802  pylint: disable=invalid-name
+        if self.xml is not None:
+            return self.xml
+        metadata = f"\n  <metadata>\n    {self.metadata}\n  </metadata>" if self.metadata else ""
+        return (f"<domain type='qemu' id='{self.ID()}'>\n  <name>{escape(self._name)}</name>\n"
+                f"  <uuid>{self._uuid}</uuid>{metadata}\n"
+                f"  <memory unit='KiB'>{self.memory_mb * 1024}</memory>\n  <vcpu placement='static'>{self.vcpus}</vcpu>\n"
+                "</domain>\n")
 
     def jobStats(self, flags=0):  # noqa: N802  pylint: disable=invalid-name
         self.calls.append(("jobStats", flags))
@@ -132,6 +150,7 @@ class FakeDomain:
         else:
             self._state = SHUTOFF
         moved = FakeDomain(self.world, self._name, self._uuid, RUNNING, self.vcpus, self.memory_mb, self.cores_used)
+        moved.metadata = self.metadata  # the domain's XML travels with it (QEMU keeps <metadata>)
         moved.job_stats = {"time_elapsed": 2100, "downtime": 40, "data_total": 140000000,
                            "data_processed": 141000000, "memory_bps": 120000000, "type": 3}
         dest.domains.append(moved)

@@ -128,3 +128,62 @@ def test_completed_job_stats_renamed_with_units(fake):
     domain.job_stats = {"time_elapsed": 10, "downtime": 2, "disk_total": 5, "type": 3}
     assert _libvirt.completed_job_stats(domain) == {"time_elapsed_ms": 10, "downtime_ms": 2, "disk_total_bytes": 5}
     assert domain.calls == [("jobStats", FakeLibvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)]
+
+
+NS = _libvirt.TAGS_NAMESPACE
+# What `virsh dumpxml` printed on the lab after
+# `virsh metadata D --uri NS --key drs --live --config --set '<tags><tag>db</tag><tag>prod</tag></tags>'`,
+# beside another application's metadata.
+LAB_XML = f"""<domain type='qemu' id='1'>
+  <name>tagme</name>
+  <uuid>6b1c2c8e-3f0a-4a39-9d0e-2a4c1b7e9f10</uuid>
+  <metadata>
+    <app1:foo xmlns:app1="http://app1.org/app1/"><tag>not-ours</tag></app1:foo>
+    <drs:tags xmlns:drs="{NS}">
+      <drs:tag>db</drs:tag>
+      <drs:tag>prod</drs:tag>
+    </drs:tags>
+  </metadata>
+  <memory unit='KiB'>98304</memory>
+</domain>
+"""
+
+
+def domain_with(metadata):
+    return f"<domain type='xen'><name>d</name><metadata>{metadata}</metadata></domain>"
+
+
+@pytest.mark.parametrize("xml, tags", [
+    (LAB_XML, ["db", "prod"]),
+    ("<domain type='xen'><name>d</name></domain>", []),  # no <metadata>
+    (domain_with(""), []),
+    (domain_with(f'<drs:tags xmlns:drs="{NS}"/>'), []),  # `--set '<tags/>'`
+    (domain_with(f'<drs:tags xmlns:drs="{NS}"><drs:tag> web </drs:tag><drs:tag>db</drs:tag>'
+                 "<drs:tag>web</drs:tag></drs:tags>"), ["db", "web"]),  # sorted, once each, trimmed
+    (domain_with(f'<tags xmlns="{NS}"><tag>db</tag></tags>'), ["db"]),  # a default namespace: the same element
+    (domain_with(f'<drs:tags xmlns:drs="{NS}"><tag>db</tag></drs:tags>'), ["db"]),  # children without one
+    (domain_with('<x:tags xmlns:x="https://example.org/other"><x:tag>db</x:tag></x:tags>'), []),  # not ours
+    (domain_with(f'<drs:tags xmlns:drs="{NS}"><drs:tag>caf\u00e9 &amp; bar</drs:tag></drs:tags>'), ["caf\u00e9 & bar"]),
+])
+def test_tags_from_the_domain_xml(xml, tags):
+    assert _libvirt.parse_tags(xml) == (tags, None)
+
+
+@pytest.mark.parametrize("xml, words", [
+    ("<domain><metadata>", "does not parse"),
+    ("", "does not parse"),
+    (None, "does not parse"),
+    (domain_with(f'<drs:tags xmlns:drs="{NS}">db, prod</drs:tags>'), "text 'db, prod' directly inside <tags>"),
+    (domain_with(f'<drs:tags xmlns:drs="{NS}"><drs:tag>db</drs:tag>prod</drs:tags>'),
+     "text 'prod' between the <tag> elements"),
+    (domain_with(f'<drs:tags xmlns:drs="{NS}"><drs:tag/></drs:tags>'), "an empty <tag>"),
+    (domain_with(f'<drs:tags xmlns:drs="{NS}"><drs:tag><b>db</b></drs:tag></drs:tags>'), "<b> inside <tag>"),
+    (domain_with(f'<drs:tags xmlns:drs="{NS}"><other:tag xmlns:other="urn:x">db</other:tag></drs:tags>'),
+     "<{urn:x}tag> inside <tags>, where only <tag> elements belong"),
+    (domain_with(f'<drs:labels xmlns:drs="{NS}"><drs:tag>db</drs:tag></drs:labels>'),
+     f"<labels> in the metadata namespace {NS}, where <tags> belongs"),
+])
+def test_malformed_tags_are_none_and_say_why(xml, words):
+    tags, problem = _libvirt.parse_tags(xml)
+    assert tags == []
+    assert words in problem
