@@ -24,11 +24,39 @@ description:
   - The host load is the sum of the running domains' CPU use divided by the CPUs available to them
     (the host's CPUs minus O(reserved_cpus)). Node-level load averages are not used. On Xen they describe
     dom0 only, and in a namespace lab they are shared by all hosts.
-  - The host's recent load samples and the migrations that touched it are kept in a small state file
-    on the machine the module runs on (O(state_path)). It survives throw-away control nodes such as AWX
-    job containers. The file is bounded (at most 1000 samples within the history window, and the last
-    200 migrations) and is replaced atomically. A corrupt or unreadable file produces a warning and a
-    fresh state, never a failure.
+  - The host's recent load samples, its running domains' CPU samples and the migrations that touched
+    it are kept in a small state file on the machine the module runs on (O(state_path)). It survives
+    throw-away control nodes such as AWX job containers. The file is bounded (the host and each domain
+    at most 1000 samples within O(history_minutes), and the last 200 migrations) and is replaced
+    atomically.
+  - Each run adds a host sample C([epoch, load, memory_load]), where memory_load is the memory of the
+    running domains (RV(hypervisor.domains[].memory_mb)) over RV(hypervisor.memory_mb). Each running
+    domain whose CPU use was measured over the whole window (RV(hypervisor.domains[].cpu_measured=true))
+    gets a sample C([epoch, cores]), kept under its UUID. A domain that arrived or restarted during the
+    window gets none that run.
+  - A domain's history stays on the host that measured it. A domain that migrated starts a fresh history
+    on its destination (the migration record does not carry it), and its history on the source is
+    dropped at the source's next run, once the domain is no longer defined there. The placement policy
+    treats a domain without samples as one whose current RV(hypervisor.domains[].cpu) is all that is known.
+  - The state file has a schema version (2). A file written by the previous release (version 1, host
+    samples as C([epoch, load]) pairs and no domain samples) is read with its samples and migration
+    records, and written back as version 2. Old two-value host samples stay valid as they are.
+  - A corrupt or unreadable state file produces a warning and a fresh state, never a failure, and is
+    replaced when the module next writes it. A file of a newer version (written by a later release of
+    xen.drs) produces a warning and a fresh state for this run, and is left unchanged; nothing is recorded
+    in it (and M(xen.drs.domain_migrate) and M(xen.drs.migration_record) record no migration in it) until
+    that release runs again or the file is removed.
+  - Tags of a domain come from its libvirt XML (C(<metadata>), read with XMLDesc, which every driver
+    including libxl returns), in the namespace C(https://github.com/xen-drs/xen.drs/metadata/tags), as
+    C(<drs:tags xmlns:drs="https://github.com/xen-drs/xen.drs/metadata/tags"><drs:tag>db</drs:tag><drs:tag>prod</drs:tag></drs:tags>).
+  - To set a domain's tags (here C(db) and C(prod)), on its hypervisor,
+    C(virsh metadata DOMAIN --uri https://github.com/xen-drs/xen.drs/metadata/tags --key drs --live --config --set '<tags><tag>db</tag><tag>prod</tag></tags>')
+    (C(--live) for the running domain, C(--config) for its persistent definition; a shut-off domain takes C(--config) only).
+    To remove them, C(virsh metadata DOMAIN --uri https://github.com/xen-drs/xen.drs/metadata/tags --live --config --remove).
+    From Python, C(dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, '<tags><tag>db</tag></tags>', 'drs',
+    'https://github.com/xen-drs/xen.drs/metadata/tags', libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)).
+  - Metadata in that namespace that is not C(<tags>) holding only non-empty C(<tag>) elements gives the
+    domain no tags and a warning naming the domain and what is wrong; the run goes on.
 author:
   - xen.drs maintainers (@xen-drs)
 extends_documentation_fragment:
@@ -75,12 +103,13 @@ options:
     default: /var/lib/xen-drs/state.json
   history_minutes:
     description:
-      - How far back load samples and migrations are returned (and samples kept).
+      - How far back the host's load samples, the domains' CPU samples and migrations are returned (and samples kept).
+      - Playbooks pass C(xen_drs_history_minutes).
     type: int
     default: 60
   record_sample:
     description:
-      - Append the load just measured to the state file.
+      - Append the samples just measured (the host's and the domains') to the state file.
       - Never happens in check mode.
     type: bool
     default: true
@@ -89,7 +118,12 @@ requirements:
 notes:
   - Xen's control domain (Domain-0, domain ID 0) is not listed as a domain. Its CPUs are accounted for with O(reserved_cpus).
   - The module only reads libvirt (it opens a read-only connection) and reports RV(ignore:changed=false), also when it records a sample.
-  - Uses only libvirt calls that the libxl (Xen) and QEMU drivers both implement (node info, free memory, domain info).
+  - Uses only libvirt calls that the libxl (Xen) and QEMU drivers both implement (node info, free memory, domain info,
+    the domain's XML description).
+  - On Xen, libvirt's node info is the whole machine, so RV(hypervisor.memory_mb) includes Domain-0's memory and Xen's
+    own, which no domain listed here uses. The memory_load of the samples therefore stays below 1 on a full host.
+  - Whether libvirt's libxl driver keeps C(<metadata>) through define and migration is not verified yet; where it does
+    not, set tags in the inventory instead.
 seealso:
   - module: xen.drs.domain_migrate
   - module: xen.drs.migration_record
@@ -150,10 +184,14 @@ hypervisor:
       type: float
       sample: 0.42
     samples:
-      description: C([epoch seconds, load]) pairs within O(history_minutes), oldest first, ending with the one just measured.
+      description:
+        - The host's samples within O(history_minutes), oldest first, ending with the one just measured.
+        - Each is C([epoch seconds, load, memory_load]), memory_load being the running domains' memory over
+          RV(hypervisor.memory_mb), 3 decimals. Samples recorded by the previous release are C([epoch seconds, load])
+          pairs, and so is a sample taken when the host reports no memory.
       type: list
       elements: list
-      sample: [[1764000000.0, 0.4], [1764000300.0, 0.42]]
+      sample: [[1764000000.0, 0.4], [1764000300.0, 0.42, 0.61]]
     maintenance:
       description: Whether the host is in maintenance. This module always reports V(false); playbooks set it from inventory.
       type: bool
@@ -192,6 +230,23 @@ hypervisor:
           description: False when the domain was not present at both ends of the window, so RV(hypervisor.domains[].cpu) is 0.0.
           type: bool
           sample: true
+        samples:
+          description:
+            - The domain's CPU use on this host, C([epoch seconds, cores]) pairs within O(history_minutes), oldest first,
+              the same shape as RV(hypervisor.samples). The last is this run's RV(hypervisor.domains[].cpu) when the
+              domain is running and was measured.
+            - Empty for a domain never measured running on this host within the window. A domain that migrated here
+              starts with an empty history (it brings none from its source).
+          type: list
+          elements: list
+          sample: [[1764000000.0, 0.7], [1764000300.0, 0.731]]
+        tags:
+          description:
+            - The domain's tags from its libvirt metadata (see the description for how to set them), sorted, each once.
+            - Empty when it has none, or when its metadata is malformed (then with a warning).
+          type: list
+          elements: str
+          sample: [db, prod]
         last_migration:
           description: The domain's most recent migration in the state file; omitted if there is none.
           type: dict
@@ -206,22 +261,23 @@ migrations:
 """
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.xen.drs.plugins.module_utils._libvirt import (
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
+    TAGS_NAMESPACE,
     LibvirtConnectionError,
     LibvirtError,
     connect,
     describe_error,
     is_error,
+    parse_tags,
     state_name,
 )
 from ansible_collections.xen.drs.plugins.module_utils._state import (
-    State,
     last_migrations,
     load_state,
     prune,
@@ -242,6 +298,8 @@ class Reading:
     memory_mb: int
     cpu_time_ns: int
     at_ns: int
+    tags: tuple = ()
+    tags_problem: str | None = None  # why the tags in the domain's metadata were not taken
 
 
 @dataclass
@@ -252,26 +310,34 @@ class Host:
     memory_free_mb: int
 
 
-def read_domain(domain, clock):
-    """A Reading of ``domain``, or None for Xen's Domain-0 or a domain that vanished meanwhile."""
+def read_domain(domain, clock, with_tags=False):
+    """A Reading of ``domain``, or None for Xen's Domain-0 or a domain that vanished meanwhile.
+
+    With ``with_tags``, also its tags, from its XML (XMLDesc, which every driver has), read after
+    the timed CPU reading.
+    """
     try:
         if domain.ID() == XEN_CONTROL_DOMAIN_ID:
             return None
         before = clock()
         state, _max_kib, memory_kib, vcpus, cpu_time_ns = domain.info()
         after = clock()
-        return Reading(name=domain.name(), uuid=domain.UUIDString(), state=state_name(state),
-                       vcpus=vcpus, memory_mb=memory_kib // 1024, cpu_time_ns=cpu_time_ns,
-                       at_ns=(before + after) // 2)
+        reading = Reading(name=domain.name(), uuid=domain.UUIDString(), state=state_name(state),
+                          vcpus=vcpus, memory_mb=memory_kib // 1024, cpu_time_ns=cpu_time_ns,
+                          at_ns=(before + after) // 2)
+        if with_tags:
+            tags, reading.tags_problem = parse_tags(domain.XMLDesc(0))
+            reading.tags = tuple(tags)
+        return reading
     except LibvirtError as err:
         if is_error(err, "VIR_ERR_NO_DOMAIN"):
             return None
         raise
 
 
-def read_domains(conn, clock):
+def read_domains(conn, clock, with_tags=False):
     """uuid -> Reading for every domain defined on ``conn``."""
-    readings = (read_domain(domain, clock) for domain in conn.listAllDomains(0))
+    readings = (read_domain(domain, clock, with_tags) for domain in conn.listAllDomains(0))
     return {r.uuid: r for r in readings if r is not None}
 
 
@@ -290,14 +356,48 @@ def domain_facts(start, end):
     for uuid, last in sorted(end.items(), key=lambda item: item[1].name):
         cpu = cpu_use(start[uuid], last) if uuid in start else None
         domains.append(dict(name=last.name, uuid=uuid, state=last.state, vcpus=last.vcpus,
-                            memory_mb=last.memory_mb, cpu=cpu or 0.0, cpu_measured=cpu is not None))
+                            memory_mb=last.memory_mb, cpu=cpu or 0.0, cpu_measured=cpu is not None,
+                            tags=list(last.tags)))
     return domains
+
+
+def tag_warnings(readings):
+    """A warning for each domain whose tags were not taken because its metadata is malformed."""
+    return [f"domain {r.name}: no tags taken, its xen.drs metadata ({TAGS_NAMESPACE}) is malformed: {r.tags_problem}"
+            for r in sorted(readings.values(), key=lambda r: r.name) if r.tags_problem]
 
 
 def host_load(domains, cpus, reserved_cpus):
     """Sum of the running domains' CPU use over the CPUs available to them."""
     used = sum(d["cpu"] for d in domains if d["state"] == "running")
     return round(used / (cpus - reserved_cpus), 3)
+
+
+def memory_load(domains, memory_mb):
+    """Memory of the running domains over the host's memory, or None when the host reports none."""
+    if memory_mb <= 0:
+        return None
+    return round(sum(d["memory_mb"] for d in domains if d["state"] == "running") / memory_mb, 3)
+
+
+def host_sample(taken, load, memory):
+    """``[epoch, load, memory_load]``, or ``[epoch, load]`` when the memory load is unknown."""
+    return [taken, load] if memory is None else [taken, load, memory]
+
+
+def domain_history(known, domains, taken):
+    """uuid -> CPU samples of the domains on the host now: those ``known`` plus this run's.
+
+    A domain gets a sample only when it is running and its CPU use was measured over the whole
+    window; the others keep what they had. Domains no longer on the host are left out.
+    """
+    history = {}
+    for domain in domains:
+        series = list(known.get(domain["uuid"], []))
+        if domain["state"] == "running" and domain["cpu_measured"]:
+            series.append([taken, domain["cpu"]])
+        history[domain["uuid"]] = series
+    return history
 
 
 def read_host(conn, name):
@@ -307,11 +407,12 @@ def read_host(conn, name):
 
 
 def measure(conn, name, sample_seconds, sleep, clock):
-    """(Host, domains) measured over ``sample_seconds``; ``clock`` is a monotonic clock in ns."""
+    """(Host, domains, warnings) measured over ``sample_seconds``; ``clock`` is a monotonic clock in ns."""
     host = read_host(conn, name)
     start = read_domains(conn, clock)
     sleep(sample_seconds)
-    return host, domain_facts(start, read_domains(conn, clock))
+    end = read_domains(conn, clock, with_tags=True)
+    return host, domain_facts(start, end), tag_warnings(end)
 
 
 def check_options(params):
@@ -329,9 +430,12 @@ def gather(module):
     check_options(params)
     conn = connect(module, readonly=True)
     try:
-        host, domains = measure(conn, params["name"], params["sample_seconds"], time.sleep, time.monotonic_ns)
+        host, domains, warnings = measure(conn, params["name"], params["sample_seconds"], time.sleep,
+                                          time.monotonic_ns)
     finally:
         conn.close()
+    for warning in warnings:
+        module.warn(warning)
     if params["reserved_cpus"] >= host.cpus:
         raise ValueError(f"reserved_cpus must be smaller than the host's {host.cpus} CPUs, "
                          f"got {params['reserved_cpus']}")
@@ -342,16 +446,19 @@ def gather(module):
     state, warning = load_state(params["state_path"])
     if warning:
         module.warn(warning)
-    state = prune(State(samples=state.samples + [[taken, load]], migrations=state.migrations),
-                  taken, history_seconds)
-    if params["record_sample"] and not module.check_mode:
+    sample = host_sample(taken, load, memory_load(domains, host.memory_mb))
+    state = prune(replace(state, samples=state.samples + [sample],
+                          domains=domain_history(state.domains, domains, taken)),
+                  taken, history_seconds, keep_domains={d["uuid"] for d in domains})
+    if params["record_sample"] and not module.check_mode and state.newer_version is None:  # load_state warned
         try:
             save_state(params["state_path"], state)
         except OSError as err:
-            module.warn(f"could not record the load sample in {params['state_path']}: {err}")
+            module.warn(f"could not record the samples in {params['state_path']}: {err}")
 
     latest = last_migrations(state.migrations)
     for domain in domains:
+        domain["samples"] = state.domains.get(domain["uuid"], [])
         if domain["uuid"] in latest:
             record = latest[domain["uuid"]]
             domain["last_migration"] = {k: record[k] for k in ("time", "source", "destination")}

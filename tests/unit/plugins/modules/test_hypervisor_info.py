@@ -1,4 +1,4 @@
-"""hypervisor_info against the fake libvirt: measurement, load, state file, errors."""
+"""hypervisor_info against the fake libvirt: measurement, load, state file, history, tags, errors."""
 
 from __future__ import annotations
 
@@ -7,10 +7,16 @@ import time
 
 import pytest
 
+from ansible_collections.xen.drs.plugins.module_utils import _state
+from ansible_collections.xen.drs.plugins.module_utils._libvirt import TAGS_NAMESPACE
 from ansible_collections.xen.drs.plugins.modules import hypervisor_info
+from ansible_collections.xen.drs.plugins.plugin_utils.placement import plan
 from ansible_collections.xen.drs.tests.unit.plugins.module_utils.fake_libvirt import SHUTOFF
 
 URI = "qemu:///system"
+BUSY, HALF, IDLE = (f"00000000-0000-0000-0000-00000000000{n}" for n in (1, 2, 3))
+# a sample's time is rounded to the millisecond, so it may be up to half of one before the clock read earlier
+MS = 0.001
 
 
 @pytest.fixture
@@ -37,8 +43,9 @@ def test_measures_each_domain_and_the_host_load(host, tmp_path, run_module):
     assert (hv["name"], hv["uri"], hv["cpus"], hv["memory_mb"], hv["memory_free_mb"]) == ("hv1", URI, 4, 8192, 3000)
     domains = by_name(result)
     assert {n: d["cpu"] for n, d in domains.items()} == {"busy": 1.0, "half": 0.5, "idle": 0.0}
-    assert domains["busy"] == dict(name="busy", uuid="00000000-0000-0000-0000-000000000001", state="running",
-                                   vcpus=2, memory_mb=256, cpu=1.0, cpu_measured=True)
+    taken = hv["samples"][-1][0]
+    assert domains["busy"] == dict(name="busy", uuid=BUSY, state="running", vcpus=2, memory_mb=256, cpu=1.0,
+                                   cpu_measured=True, samples=[[taken, 1.0]], tags=[])
     assert hv["load"] == 0.375  # (1.0 + 0.5) / 4
     assert hv["maintenance"] is False
     assert result["changed"] is False
@@ -111,17 +118,114 @@ def test_restarted_domain_is_not_measured(host, fake, tmp_path, run_module):
 def test_sample_is_recorded_and_old_ones_pruned(host, tmp_path, run_module):
     now = time.time()
     path = tmp_path / "state.json"
-    path.write_text(json.dumps({"version": 1, "samples": [[now - 7200, 0.9], [now - 600, 0.2]], "migrations": []}))
+    path.write_text(json.dumps({"version": 2, "samples": [[now - 7200, 0.9, 0.5], [now - 600, 0.2, 0.1]],
+                                "migrations": []}))
     result = run_module(hypervisor_info, args(tmp_path))
+    after = time.time()
     samples = result["hypervisor"]["samples"]
-    assert [load for _t, load in samples] == [0.2, 0.375]
-    assert samples[-1][0] >= now
+    assert [sample[1:] for sample in samples] == [[0.2, 0.1], [0.375, 0.062]]  # 512 MiB running of 8192
+    # This run's sample, taken between the two clock reads (it failed ~1 run in 3 when it asked for
+    # >= now: the module rounds the time to the millisecond, which can be below a clock read before).
+    assert now - MS <= samples[-1][0] <= after + MS
     assert json.loads(path.read_text())["samples"] == samples
+
+
+def test_memory_load_counts_the_running_domains_memory_over_the_hosts(fake, tmp_path, run_module):
+    hv = fake.add_host(URI, "hv1", cpus=4, memory_mb=4000, free_mb=2000)
+    hv.add_domain("a", "u-a", memory_mb=1000, cores_used=0.5)
+    hv.add_domain("b", "u-b", memory_mb=500)
+    hv.add_domain("off", "u-off", state=SHUTOFF, memory_mb=2000)
+    sample = run_module(hypervisor_info, args(tmp_path))["hypervisor"]["samples"][-1]
+    assert sample[1:] == [0.125, 0.375]  # 0.5 cores of 4; (1000 + 500) MiB of 4000, the shut-off one not counted
+
+
+def test_a_host_reporting_no_memory_gets_a_sample_without_memory_load(fake, tmp_path, run_module):
+    fake.add_host(URI, "hv1", cpus=4, memory_mb=0).add_domain("a", "u-a", cores_used=1.0)
+    result = run_module(hypervisor_info, args(tmp_path))
+    assert not result.get("failed"), result
+    assert result["hypervisor"]["samples"][-1][1:] == [0.25]
+
+
+def test_domain_samples_grow_run_by_run(host, tmp_path, run_module):
+    first = by_name(run_module(hypervisor_info, args(tmp_path)))
+    second = run_module(hypervisor_info, args(tmp_path))
+    taken = second["hypervisor"]["samples"][-1][0]
+    domains = by_name(second)
+    assert [cores for _t, cores in domains["busy"]["samples"]] == [1.0, 1.0]
+    assert domains["busy"]["samples"][0] == first["busy"]["samples"][0]
+    assert domains["half"]["samples"][-1] == [taken, 0.5]
+    assert domains["idle"]["samples"][-1] == [taken, 0.0]  # idle is measured: a sample of 0 cores
+    stored = json.loads((tmp_path / "state.json").read_text())
+    assert stored["domains"] == {d["uuid"]: d["samples"] for d in domains.values()}
+
+
+def test_domain_samples_are_bounded_like_the_hosts(host, tmp_path, run_module):
+    now = time.time()
+    old = [[now - 7200 + i, 0.25] for i in range(10)]  # outside the 60 min window
+    recent = [[now - 3000 + i, 0.5] for i in range(_state.MAX_SAMPLES + 200)]  # inside, but too many
+    (tmp_path / "state.json").write_text(json.dumps({
+        "version": 2, "samples": [s + [0.1] for s in old + recent], "migrations": [],
+        "domains": {BUSY: old + recent, HALF: old}}))
+    result = run_module(hypervisor_info, args(tmp_path))
+    host_samples, domains = result["hypervisor"]["samples"], by_name(result)
+    assert len(host_samples) == len(domains["busy"]["samples"]) == _state.MAX_SAMPLES
+    assert domains["busy"]["samples"][:-1] == recent[-(_state.MAX_SAMPLES - 1):]
+    assert domains["busy"]["samples"][-1] == [host_samples[-1][0], 1.0]
+    assert domains["half"]["samples"] == [[host_samples[-1][0], 0.5]]  # its old ones fell out of the window
+    # a shorter window (history_minutes) bounds the domains as it bounds the host
+    result = run_module(hypervisor_info, args(tmp_path, history_minutes=30))
+    assert len(by_name(result)["busy"]["samples"]) == len(result["hypervisor"]["samples"])
+    assert all(t >= now - 1800 - MS for t, _cores in by_name(result)["busy"]["samples"])
+
+
+def test_departed_domains_lose_their_history_and_unmeasured_ones_get_no_sample(host, fake, tmp_path, run_module):
+    now = time.time()
+    before = [[now - 300, 0.8]]
+    restarted = host.add_domain("restarted", "u-restarted", cores_used=1.0)
+    arrived_uuid = "u-arrived"
+    (tmp_path / "state.json").write_text(json.dumps({
+        "version": 2, "samples": [], "migrations": [],
+        "domains": {BUSY: before, "u-gone": before, "u-restarted": before, arrived_uuid: before}}))
+    host.add_domain("off", "u-off", state=SHUTOFF)
+    restarted.cpu_time_offset = 10**12
+
+    def churn():
+        restarted.cpu_time_offset = 0  # its CPU time went backwards: restarted during the window
+        host.add_domain("arrived", arrived_uuid, cores_used=1.0)  # e.g. migrated back in during the window
+
+    fake.clock.on_sleep.append(churn)
+    result = run_module(hypervisor_info, args(tmp_path))
+    taken = result["hypervisor"]["samples"][-1][0]
+    domains = by_name(result)
+    assert domains["busy"]["samples"] == before + [[taken, 1.0]]
+    assert domains["restarted"]["samples"] == before and domains["restarted"]["cpu_measured"] is False
+    assert domains["arrived"]["samples"] == before and domains["arrived"]["cpu_measured"] is False
+    assert domains["off"]["samples"] == []
+    stored = json.loads((tmp_path / "state.json").read_text())["domains"]
+    assert "u-gone" not in stored and "u-off" not in stored
+    assert sorted(stored) == sorted([BUSY, HALF, IDLE, "u-restarted", arrived_uuid])
+
+
+def test_a_migrated_domain_starts_a_fresh_history_on_its_destination(fake, tmp_path, run_module):
+    source = fake.add_host(URI, "hv1", cpus=4)
+    dest_uri = "qemu+tcp://hv2/system"
+    fake.add_host(dest_uri, "hv2", cpus=4)
+    web = source.add_domain("web", "u-web", cores_used=1.0)
+    source_args = args(tmp_path, state_path=str(tmp_path / "hv1.json"))
+    dest_args = args(tmp_path, uri=dest_uri, name="hv2", state_path=str(tmp_path / "hv2.json"))
+    for _run in range(2):
+        run_module(hypervisor_info, source_args)
+    web.migrate3(fake.hosts[dest_uri], {}, fake.VIR_MIGRATE_UNDEFINE_SOURCE)
+    there = by_name(run_module(hypervisor_info, dest_args))["web"]
+    assert len(there["samples"]) == 1 and there["samples"][0][1] == 1.0
+    run_module(hypervisor_info, source_args)
+    assert json.loads((tmp_path / "hv1.json").read_text())["domains"] == {}
 
 
 def test_check_mode_measures_but_writes_nothing(host, tmp_path, run_module):
     result = run_module(hypervisor_info, args(tmp_path), check_mode=True)
     assert result["hypervisor"]["samples"][-1][1] == 0.375
+    assert by_name(result)["busy"]["samples"][-1][1] == 1.0
     assert not (tmp_path / "state.json").exists()
 
 
@@ -137,6 +241,34 @@ def test_corrupt_state_file_is_a_warning_and_a_fresh_start(host, tmp_path, run_m
     assert not result.get("failed")
     assert any("corrupt" in w and str(path) in w for w in result["warnings"])
     assert len(json.loads(path.read_text())["samples"]) == 1
+
+
+def test_a_version_1_state_file_keeps_its_samples_and_records_and_becomes_version_2(host, tmp_path, run_module):
+    now = time.time()
+    records = [dict(time=now - 600, vm="half", uuid=HALF, source="hv2", destination="hv1")]
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, "samples": [[now - 600, 0.5], [now - 300, 0.625]],
+                                "migrations": records}))
+    result = run_module(hypervisor_info, args(tmp_path))
+    assert result["warnings"] == []
+    samples = result["hypervisor"]["samples"]
+    assert samples[:2] == [[now - 600, 0.5], [now - 300, 0.625]] and samples[2][1:] == [0.375, 0.062]
+    assert result["migrations"] == records
+    assert by_name(result)["half"]["last_migration"] == dict(time=now - 600, source="hv2", destination="hv1")
+    stored = json.loads(path.read_text())
+    assert stored == {"version": 2, "samples": samples, "migrations": records,
+                      "domains": {d["uuid"]: d["samples"] for d in result["hypervisor"]["domains"]}}
+
+
+def test_a_newer_state_file_is_left_as_it_is(host, tmp_path, run_module):
+    path = tmp_path / "state.json"
+    newer = json.dumps({"version": 3, "samples": [[1.0, {"load": 0.5}]], "migrations": []})
+    path.write_text(newer)
+    result = run_module(hypervisor_info, args(tmp_path))
+    assert not result.get("failed"), result
+    assert [w for w in result["warnings"] if "newer release" in w and str(path) in w and "left unchanged" in w]
+    assert len(result["hypervisor"]["samples"]) == 1  # this run's only
+    assert path.read_text() == newer
 
 
 def test_unwritable_state_file_is_a_warning(host, tmp_path, run_module):
@@ -162,6 +294,58 @@ def test_last_migration_and_migrations_touching_the_host(host, tmp_path, run_mod
     assert domains["half"]["last_migration"] == dict(time=now - 300, source="hv3", destination="hv1")
     assert "last_migration" not in domains["busy"]
     assert [r["time"] for r in result["migrations"]] == [now - 900, now - 300]
+
+
+def test_tags_come_from_the_domains_metadata(host, tmp_path, run_module):
+    busy, half, _idle = host.domains
+    busy.set_tags("prod", "db", "db")
+    half.metadata = '<app:x xmlns:app="https://other.example/app"><tag>not ours</tag></app:x>'
+    result = run_module(hypervisor_info, args(tmp_path))
+    assert result["warnings"] == []
+    assert {n: d["tags"] for n, d in by_name(result).items()} == {"busy": ["db", "prod"], "half": [], "idle": []}
+
+
+@pytest.mark.parametrize("metadata, words", [
+    (f'<drs:tags xmlns:drs="{TAGS_NAMESPACE}"><drs:label>db</drs:label></drs:tags>', "<label> inside <tags>"),
+    (f'<drs:tags xmlns:drs="{TAGS_NAMESPACE}"><drs:tag> </drs:tag></drs:tags>', "an empty <tag>"),
+    (f'<drs:tag xmlns:drs="{TAGS_NAMESPACE}">db</drs:tag>', f"<tag> in the metadata namespace {TAGS_NAMESPACE}"),
+])
+def test_malformed_tags_give_no_tags_and_a_warning(host, tmp_path, run_module, metadata, words):
+    busy = host.domains[0]
+    busy.set_tags("db")
+    host.domains[1].set_tags("web")
+    busy.metadata += metadata  # beside a well-formed element: the domain still gets no tags
+    result = run_module(hypervisor_info, args(tmp_path))
+    assert not result.get("failed"), result
+    assert by_name(result)["busy"]["tags"] == [] and by_name(result)["half"]["tags"] == ["web"]
+    assert [w for w in result["warnings"] if w.startswith("domain busy: no tags taken") and words in w]
+
+
+def test_domain_xml_that_does_not_parse_gives_no_tags_and_a_warning(host, tmp_path, run_module):
+    host.domains[0].xml = "<domain><metadata><drs:tags"
+    result = run_module(hypervisor_info, args(tmp_path))
+    assert not result.get("failed"), result
+    assert by_name(result)["busy"]["tags"] == []
+    assert [w for w in result["warnings"] if "domain busy" in w and "does not parse" in w]
+
+
+def test_a_pool_mixing_old_and_new_release_hosts_plans(host, fake, tmp_path, run_module):
+    """hv1 runs this release (its state file still version 1); hv2 the previous one: pairs, no domain history."""
+    now = time.time()
+    (tmp_path / "state.json").write_text(json.dumps(
+        {"version": 1, "samples": [[now - 600, 0.375], [now - 300, 0.375]], "migrations": []}))
+    new = run_module(hypervisor_info, args(tmp_path))["hypervisor"]
+    assert len(new["samples"][-1]) == 3 and all(d["samples"] for d in new["domains"])
+    old = dict(name="hv2", uri=URI, cpus=4, cpus_total=4, memory_mb=8192, memory_free_mb=4096, load=0.9,
+               maintenance=False, samples=[[now - 60 * m, 0.9] for m in (20, 15, 10, 5, 0)],
+               domains=[dict(name=f"old{i}", uuid=f"u-old{i}", state="running", vcpus=1, memory_mb=256,
+                             cpu=0.9, cpu_measured=True) for i in range(4)])
+    result = plan([new, old], {"now": now, "load_threshold": 0.75, "max_load_candidate": 0.65, "max_over": 10})
+    moves = [(m["source"], m["destination"]) for m in result["migrations"]]
+    assert ("hv2", "hv1") in moves, result
+    hosts = {h["name"]: h for h in result["hosts"]}
+    assert hosts["hv2"]["overloaded"] and hosts["hv2"]["predicted_load"] <= 0.75
+    assert hosts["hv1"]["predicted_load"] <= 0.65
 
 
 @pytest.mark.parametrize("option, value, words", [
