@@ -22,6 +22,7 @@ MIGRATE_TASK = "Migrate the guest from the source"
 RECORD_TASK = "Record the migration on the destination too"
 STATE_FILE = "/var/lib/xen-drs/state.json"
 BUSY, IDLE, TRAVELLER = "mod-busy", "mod-idle", "mod-tick"
+TAGS_NAMESPACE = "https://github.com/xen-drs/xen.drs/metadata/tags"  # as ansible-doc xen.drs.hypervisor_info says
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,31 @@ def test_busy_guest_shows_real_cpu_use_and_idle_guest_does_not(lab, guests):
     assert busy["cpu"] >= 0.05
     assert busy["cpu"] > 2 * idle["cpu"]
     assert idle["cpu"] < 0.3
+
+
+def test_tags_from_the_domains_metadata_and_the_domains_history(lab, guests):
+    """Tags written with virsh come back from hypervisor_info; a busy guest's samples grow run by run."""
+    tagged = ["--uri", TAGS_NAMESPACE, "--live", "--config"]
+    lab.virsh("hv3", "metadata", IDLE, *tagged, "--key", "drs", "--set", "<tags><tag>prod</tag><tag>db</tag></tags>")
+    try:
+        persistent = lab.virsh("hv3", "dumpxml", "--inactive", IDLE)
+        assert f'<drs:tags xmlns:drs="{TAGS_NAMESPACE}">' in persistent and "<drs:tag>db</drs:tag>" in persistent
+        first = measure(lab, sample_seconds=2, target="hv3")["hv3"]
+        second = measure(lab, sample_seconds=2, target="hv3")["hv3"]
+    finally:
+        lab.virsh("hv3", "metadata", IDLE, *tagged, "--remove")
+    before, after = ({d["name"]: d for d in hv["domains"]} for hv in (first, second))
+    assert after[IDLE]["tags"] == ["db", "prod"] and after[BUSY]["tags"] == []
+    busy_then, busy_now = before[BUSY]["samples"], after[BUSY]["samples"]
+    print(f"\n{BUSY} samples: {len(busy_then)} then {len(busy_now)}, last {busy_now[-1]}")
+    assert after[BUSY]["cpu_measured"] and busy_now[-1] == [second["samples"][-1][0], after[BUSY]["cpu"]]
+    assert busy_now[-2] == busy_then[-1] and len(busy_now) >= 2 and busy_now[-1][1] >= 0.05
+    stored = state_file(lab, "hv3")
+    assert stored["version"] == 2 and stored["domains"][after[BUSY]["uuid"]] == busy_now
+    memory = sum(d["memory_mb"] for d in second["domains"] if d["state"] == "running")
+    assert second["samples"][-1][2] == round(memory / second["memory_mb"], 3) > 0
+    removed = measure(lab, sample_seconds=1, target="hv3")["hv3"]["domains"]
+    assert next(d for d in removed if d["name"] == IDLE)["tags"] == []
 
 
 def test_check_mode_moves_nothing(lab, guests):
