@@ -160,24 +160,45 @@ def test_exact_direct_only_moves_nothing_from_calm_hosts():
     assert solved["migrations"] and all(m["source"] == "h1" for m in solved["migrations"])
 
 
-def test_replay_counts_overload_sustained_and_ping_pong():
+def hot_day(tmp_path):
+    """A trace day for the reference preset: 6.8 cores in all -> ceil(6.8 / 4) = 2 hosts; dealt
+    round-robin, hv01 gets r0, r2, r4 (3 + 3 + 0.6 = 6.6 cores: load 0.825 at every step) and hv02
+    r1, r3 (0.2 cores: 0.025)."""
+    path = tmp_path / "20990101.csv"
+    rows = [("r0", 300), ("r1", 10), ("r2", 300), ("r3", 10), ("r4", 60)]
+    path.write_text("vm,t0,t1,t2,t3\n" + "".join("%s,%s\n" % (n, ",".join([str(v)] * 4)) for n, v in rows),
+                    encoding="utf-8")
+    return str(path)
+
+
+def test_trace_replay_runs_the_engine_on_the_reference_preset(tmp_path):
     import traces  # pylint: disable=import-outside-toplevel,import-error
 
-    rows = [("busy", [0.9] * 5), ("idle", [0.0] * 5)]
-    quiet = traces.replay(lambda cluster, pol: [], rows, hosts=1, cpus=1, mean_load=0.9)
-    # over the threshold at every step, sustained once 10 minutes of samples are over (steps 2-4)
-    assert (quiet["over"], quiet["sustained"], quiet["migrations"]) == (5, 3, 0)
+    day = traces.scenario(hot_day(tmp_path))
+    assert [h.name for h in day.hosts] == ["hv01", "hv02"] and day.steps == 4
+    greedy = traces.replay_day(day, traces.XO_GREEDY)
+    assert greedy.policy["max_vm_per_host"] == 64 and greedy.policy["max_over"] == 10
+    # XO reacts to the current load: at step 0 it moves a 3-core VM to hv02 (0.025 + 0.375 < its low
+    # mark 0.574), which leaves hv01 at 0.45; hv01 is over only at step 0.
+    assert [(m.step, m.source, m.destination) for m in greedy.migrations] == [(0, "hv01", "hv02")]
+    assert greedy.metrics.over_host_steps == 1 and greedy.metrics.over_share == 1 / 8
+    # xen.drs waits until the overload has lasted max_over (10 min: samples of steps 0-2), so hv01
+    # is over at steps 0, 1 and 2.
+    drs = traces.replay_day(day, traces.xen_drs)
+    assert drs.migrations and drs.migrations[0].step == 2 and drs.migrations[0].source == "hv01"
+    assert drs.metrics.over_host_steps == 3
+    quiet = traces.replay_day(day, traces.no_balancing)
+    assert quiet.metrics.over_host_steps == 4 and quiet.metrics.sustained_host_steps == 2
 
-    def flip(cluster, pol):
-        """Move the busy VM to the other host at every call, ignoring every rule."""
-        source, vm = next((h, d["name"]) for h in cluster for d in h["domains"] if d["uuid"] == "trace-busy")
-        dest = next(h for h in cluster if h is not source)
-        return [{"vm": vm, "source": source["name"], "destination": dest["name"]}]
 
-    rows = [("busy", [0.9] * 5)] + [("idle%d" % i, [0.01] * 5) for i in range(3)]
-    moved = traces.replay(flip, rows, hosts=2, cpus=1, mean_load=0.47)
-    assert moved["migrations"] == 5
-    assert moved["ping_pong"] == 4  # every move after the first goes back to a host left a step ago
+def test_baselines_adapt_to_the_engine_signature():
+    import traces  # pylint: disable=import-outside-toplevel,import-error
+
+    cluster = [host("h1", 10, 65536, [("a", 3.0, 4096), ("b", 3.0, 4096), ("c", 3.0, 4096)]),
+               host("h2", 10, 65536, [("d", 1.0, 4096)])]
+    plan = traces.XO_GREEDY(cluster, policy(cluster))
+    assert plan == {"migrations": baselines.xo_performance_plan(cluster, policy(cluster))}
+    assert plan["migrations"]
 
 
 def test_every_planner_honours_max_vm_per_host():
@@ -463,3 +484,54 @@ print(solves)
     for order in (["product", "exact"], ["exact", "product", "exact"]):
         done = subprocess.run([sys.executable, "-c", script] + order, capture_output=True, text=True, check=True)
         assert "Not Set" not in done.stdout and "False" not in done.stdout, (order, done.stdout, done.stderr[-2000:])
+
+
+# --- the trace replay's rows and targets --------------------------------------------------------------
+
+def test_quick_replay_is_the_default_policy_against_the_greedy_full_adds_every_variant():
+    quick = run.replay_rows(quick=True)
+    assert [name for name, _planner, _overrides in quick] == ["xen.drs default", run.REPLAY_GREEDY]
+    full = run.replay_rows(quick=False)
+    names = [name for name, _planner, _overrides in full]
+    for variant in run.REPLAY_VARIANTS:
+        assert ("xen.drs " + variant["name"], variant["overrides"]) in [(n, o) for n, _p, o in full]
+    assert {run.REPLAY_GREEDY, "ProxLB", "no balancing"} <= set(names)
+    assert {"name": "engine greedy", "overrides": {"engine": "greedy"}} in run.REPLAY_VARIANTS
+
+
+def replayed(drs, greedy):
+    """A run_traces result of one day with the given metrics overrides for xen.drs and the greedy."""
+    base = {"over_share": 0.01, "over_host_steps": 10, "migrations": 10, "ping_pongs": 0, "wall_seconds": 1.0,
+            "plan_seconds_mean": 0.01, "plan_seconds_max": 0.1}
+    return {"days": [{"day": "20110303", "rows": {
+        "xen.drs default": {"metrics": dict(base, **drs)}, run.REPLAY_GREEDY: {"metrics": dict(base, **greedy)}}}]}
+
+
+def replay_verdict(result, target):
+    [ok] = [ok for name, ok, _detail in run.replay_verdicts(result) if name == target]
+    return ok
+
+
+@pytest.mark.parametrize("drs, greedy, target, ok", [
+    ({"over_share": 0.008}, {"over_share": 0.01}, run.TARGET_REPLAY_SHARE, True),    # exactly 0.8 x
+    ({"over_share": 0.0081}, {"over_share": 0.01}, run.TARGET_REPLAY_SHARE, False),
+    ({"over_share": 0.0}, {"over_share": 0.0}, run.TARGET_REPLAY_SHARE, True),
+    ({"over_share": 0.001}, {"over_share": 0.0}, run.TARGET_REPLAY_SHARE, False),
+    ({"migrations": 16}, {"migrations": 10}, run.TARGET_REPLAY_MIGRATIONS, True),    # 1.5 x 10 + 1
+    ({"migrations": 17}, {"migrations": 10}, run.TARGET_REPLAY_MIGRATIONS, False),
+    ({"migrations": 1}, {"migrations": 0}, run.TARGET_REPLAY_MIGRATIONS, True),
+    ({"ping_pongs": 1}, {}, run.TARGET_REPLAY_PING_PONG, False),
+    ({"ping_pongs": 0}, {"ping_pongs": 3}, run.TARGET_REPLAY_PING_PONG, True),
+    ({"wall_seconds": 59.9}, {}, run.TARGET_REPLAY_TIME, True),
+    ({"wall_seconds": 60.0}, {}, run.TARGET_REPLAY_TIME, False),
+])
+def test_replay_targets(drs, greedy, target, ok):
+    assert replay_verdict(replayed(drs, greedy), target) is ok
+
+
+def test_replay_targets_are_judged_per_day_and_name_the_day():
+    result = replayed({"over_share": 0.02}, {})
+    result["days"].append(dict(result["days"][0], day="20110306"))
+    checks = [c for c in run.replay_verdicts(result) if c[0] == run.TARGET_REPLAY_SHARE]
+    assert [c[2].split(":")[0] for c in checks] == ["20110303", "20110306"] and not any(c[1] for c in checks)
+    assert run.replay_verdicts(None) == []
