@@ -289,7 +289,8 @@ XEN_CONTROL_DOMAIN_ID = 0
 
 @dataclass
 class Reading:
-    """One domain read once: what libvirt's domain info says, and when (monotonic ns)."""
+    """One domain read once: what libvirt's domain info says, and when (monotonic ns); at the window's
+    end also its tags (or why its tag metadata was not taken)."""
 
     name: str
     uuid: str
