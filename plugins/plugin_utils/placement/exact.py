@@ -336,7 +336,7 @@ class _Model:
             if limit is not None:
                 terms = [(c, 1.0) for _n, c in arrivals] + [(c, -1.0) for _n, c in leaving_cols]
                 self._guarded(terms, limit - current.running, switch)
-            for group in policy.anti_affinity:
+            for group in policy.hard_groups:
                 staying = [n for n in group if self.home.get(n) == h]
                 coming = [(n, c) for n, c in arrivals if n in group]
                 if not coming:
@@ -366,7 +366,7 @@ class _Model:
             if not rules.Pin.allows(name, self.home[name], policy):
                 constant += 1
                 terms += [(c, -1.0) for c in self.outgoing.get(name, ())]
-        for group in policy.anti_affinity:
+        for group in policy.hard_groups:
             by_host = {}
             for name in group:
                 if name in self.home:
@@ -627,7 +627,7 @@ def improve(planning, greedy_moves, greedy_objective):
         _restore(state, applied)
         return Outcome(status=f"{status}; no executable order", optimal=proven, gap=gap,
                        warning="the exact plan has no executable order (a swap): greedy plan kept")
-    exact_objective = objective.objective_of(planning.current_measure(), state.moves)
+    exact_objective = objective.engine_objective_of(planning.current_measure(), state.moves)
     if not _better(exact_objective, greedy_objective):
         state.undo_to(0)
         _restore(state, applied)

@@ -41,17 +41,20 @@ def skipped(state, verdicts, policy, log, breaks_now, out_of_budget, budget):
     threshold = policy.load_threshold
     for host in state.hosts:
         current, verdict = state[host.name], verdicts[host.name]
-        resolved = not current.maintenance and current.load <= threshold
+        resolved = (not current.maintenance and current.load <= threshold
+                    and not (verdict.memory_sustained and current.memory_load > policy.memory_threshold))
+        acting = current.maintenance or verdict.sustained or verdict.memory_sustained
         for domain in sorted(host.running, key=lambda d: d.name):
             broken = breaks_now.get(domain.name)
-            if domain.name in state.moved or not (current.maintenance or verdict.sustained or broken):
+            if domain.name in state.moved or not (acting or broken):
                 continue
             reason = rules.blocker(domain, policy)
             if reason is None and resolved and broken is None:
                 if domain.name not in log.refusals:
                     continue  # not needed: the host is under the threshold without it
                 reason = log.refusals[domain.name]
-            if reason is None and not current.maintenance and domain.cpu <= 0 and broken is None:
+            if (reason is None and not current.maintenance and domain.cpu <= 0 and broken is None
+                    and not verdict.memory_sustained):
                 reason = "uses no CPU: moving it would not lower the load"
             if reason is None and domain.name in log.unaffordable:
                 reason = (f"needs room made for it first (2 migrations) but max_migrations"
@@ -98,6 +101,12 @@ def host_entry(host, current, verdict, policy, initial_breaks, moved, out_of_bud
         if domain.name in initial_breaks:
             repair = f": plan moves {domain.name}" if domain.name in moved else ""
             reasons.append(f"rule break, {initial_breaks[domain.name]}{repair}")
+    if verdict.memory_sustained:
+        memory_threshold = policy.memory_threshold
+        reasons.append(f"memory load {current.initial_memory_load:.2f} > memory_threshold {memory_threshold};"
+                       f" {verdict.memory.reason}")
+        done = "<=" if current.memory_load <= memory_threshold else "still >"
+        reasons.append(f"predicted memory load {current.memory_load:.2f} {done} memory_threshold {memory_threshold}")
     if current.arrived:
         reasons.append(f"receives {', '.join(current.arrived)}: predicted load {current.load:.2f}")
     return {
@@ -113,4 +122,7 @@ def host_entry(host, current, verdict, policy, initial_breaks, moved, out_of_bud
         "predicted_running": current.running,
         "memory_free_mb": plain(current.initial_free_mb),
         "predicted_memory_free_mb": plain(current.free_mb),
+        "memory_load": rounded(current.initial_memory_load),
+        "predicted_memory_load": rounded(current.memory_load),
+        "memory_overloaded": verdict.memory_sustained,
     }

@@ -9,6 +9,7 @@ overload is sustained when the streak spans at least max_over minutes, from its 
 sample. A newest sample older than 2 x interval before `now` is stale: nothing is judged from it.
 """
 
+import math
 from dataclasses import dataclass
 
 SUSTAINED = "sustained"
@@ -70,3 +71,66 @@ def judge(samples, threshold, max_over, interval, now):
     return Judgment(NOT_SUSTAINED, over_for,
                     f"samples over threshold {threshold} for only {minutes(over_for)} min"
                     f" (< max_over {minutes(max_over)} min), after {ended_by}")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Whether the spread (standard deviation) of the hosts' loads has stayed above a target."""
+
+    held: bool
+    values: tuple  # the spread at each slot, newest first
+    reason: str
+
+
+def held_spread(series, target, hold, interval, now, spread):
+    """Judge from the hosts' samples whether the spread of their loads stayed above `target` for
+    `hold` minutes.
+
+    `series` holds one sample list per host (oldest first). Slot j (j = 0 .. ceil(hold / interval))
+    takes each host's newest sample in (now - (j + 1) x interval, now - j x interval]; a host with no
+    sample there is left out of that slot. The spread is held when every slot has at least two hosts
+    and a spread above the target. `spread` computes it from a slot's loads.
+    """
+    step = interval * 60
+    slots = int(math.ceil(hold / interval - 1e-9)) if interval > 0 else 0
+    values = []
+    for j in range(slots + 1):
+        high, low = now - j * step, now - (j + 1) * step
+        loads = []
+        for samples in series:
+            inside = [load for t, load in samples if low < t <= high]
+            if inside:
+                loads.append(inside[-1])
+        if len(loads) < 2:
+            return Spread(False, tuple(values), f"fewer than 2 hosts have a sample {minutes(j * interval)} min ago")
+        values.append(spread(loads))
+        if values[-1] <= target:
+            return Spread(False, tuple(values),
+                          f"imbalance {values[-1]:.2f} <= target {target} {minutes(j * interval)} min ago")
+    return Spread(True, tuple(values), f"imbalance above target {target} for {minutes(slots * interval)} min"
+                                       f" ({', '.join(f'{v:.2f}' for v in reversed(values))})")
+
+
+def recent(samples, window, now):
+    """The sample values of the last `window` minutes (at least the newest one), oldest first."""
+    inside = [value for t, value in samples if t > now - window * 60]
+    return inside or [value for _t, value in samples[-1:]]
+
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def persistent(samples, current, window, now):
+    """A domain's persistent demand: the median of its samples over the last `window` minutes, at most
+    its current use (a spike that is already over counts at what it is now); `current` without samples."""
+    if not samples:
+        return current
+    return min(current, median(recent(samples, window, now)))
+
+
+def recent_peak(samples, current, window, now):
+    """The highest of a host's samples over the last `window` minutes and its load now."""
+    return max([current] + (recent(samples, window, now) if samples else []))

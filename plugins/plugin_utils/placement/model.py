@@ -29,6 +29,7 @@ class Domain:
     cpu: float
     state: str
     last_migration_time: Optional[float] = None
+    last_migration_source: Optional[str] = None
     tags: Tuple[str, ...] = ()
     samples: Tuple[Tuple[float, float], ...] = ()  # (epoch, cores used), oldest first; () when unknown
 
@@ -189,10 +190,11 @@ def _parse_domain(host_name, index, data):
     name = _string(where, data, "name")
     where = _At(host_name, name)
     last = data.get("last_migration")
-    last_time = None
+    last_time = last_source = None
     if last is not None:
         _mapping(where, last, "last_migration")
         last_time = _number(_At(where.host, where.domain, "last_migration"), last, "time")
+        last_source = last.get("source") if isinstance(last.get("source"), str) else None
     tags = data.get("tags")
     samples = data.get("samples")
     return Domain(
@@ -204,6 +206,7 @@ def _parse_domain(host_name, index, data):
         cpu=_number(where, data, "cpu", minimum=0),
         state=_string(where, data, "state"),
         last_migration_time=last_time,
+        last_migration_source=last_source,
         tags=() if tags is None else _string_list(where, tags, "tags"),
         samples=() if samples is None else _parse_samples(where, samples, "samples", "cores")[0],
     )
@@ -303,23 +306,90 @@ def _knob_count(minimum=0):
     return parse
 
 
+STRENGTHS = ("must", "should")
+
+
+@dataclass(frozen=True)
+class Group:
+    """An anti-affinity group: members that must (or should) not share a host."""
+
+    members: Tuple[str, ...]
+    strength: str = "must"
+
+    def export(self):
+        return list(self.members) if self.strength == "must" else {"members": list(self.members),
+                                                                    "strength": self.strength}
+
+
+@dataclass(frozen=True)
+class PinRule:
+    """The hosts a domain must (or should) run on."""
+
+    hosts: frozenset
+    strength: str = "must"
+
+    def export(self):
+        hosts = sorted(self.hosts)
+        return hosts if self.strength == "must" else {"hosts": hosts, "strength": self.strength}
+
+
+def _strength(where, name, data):
+    strength = data.get("strength", "must")
+    if strength is None:
+        strength = "must"
+    if strength not in STRENGTHS:
+        _fail(where, f"{name}.strength", f"one of {', '.join(STRENGTHS)}", strength)
+    return strength
+
+
 def _knob_groups(name, value):
+    """A list of groups: each a list of names (strength must) or {members: [...], strength: must|should}."""
     groups = []
     for group in _list("policy", value, name):
-        names = _string_list("policy", group, name)
-        if len(names) < 2:
+        strength = "must"
+        members = group
+        if isinstance(group, Mapping):
+            unknown = sorted(str(k) for k in group if k not in ("members", "strength"))
+            if unknown:
+                _fail("policy", name, "groups with only the keys members and strength", group)
+            strength = _strength("policy", name, group)
+            members = group.get("members")
+            if members is None:
+                _fail("policy", f"{name}.members", "a list of at least 2 domain names", group)
+        names = _string_list("policy", members, name)
+        if len(set(names)) < 2:
             _fail("policy", name, "a list of groups of at least 2 domain names", group)
-        groups.append(tuple(sorted(set(names))))
-    return tuple(sorted(set(groups)))
+        groups.append(Group(tuple(sorted(set(names))), strength))
+    return tuple(sorted(set(groups), key=lambda g: (g.members, g.strength)))
 
 
 def _knob_pin(name, value):
+    """Domain name to a list of hosts (strength must) or to {hosts: [...], strength: must|should}."""
     pin = {}
     for domain, hosts in _mapping("policy", value, name).items():
         if not isinstance(domain, str):
             _fail("policy", name, "a mapping of domain name to list of host names", {domain: hosts})
-        pin[str(domain)] = frozenset(_string_list("policy", hosts, f"{name}.{domain}"))
+        strength = "must"
+        if isinstance(hosts, Mapping):
+            unknown = sorted(str(k) for k in hosts if k not in ("hosts", "strength"))
+            if unknown:
+                _fail("policy", f"{name}.{domain}", "a list of hosts or {hosts: [...], strength: must|should}",
+                      hosts)
+            strength = _strength("policy", f"{name}.{domain}", hosts)
+            hosts = hosts.get("hosts")
+            if hosts is None:
+                _fail("policy", f"{name}.{domain}.hosts", "a list of host names", hosts)
+        pin[str(domain)] = PinRule(frozenset(_string_list("policy", hosts, f"{name}.{domain}")), strength)
     return pin
+
+
+def _knob_tags(name, value):
+    tags = {}
+    for domain, names in _mapping("policy", value, name).items():
+        if not isinstance(domain, str):
+            _fail("policy", name, "a mapping of domain name to a list of tags", {domain: names})
+        tags[str(domain)] = tuple(sorted(set(_string_list("policy", names, f"{name}.{domain}"))))
+    return tags
 
 
 def _knob_names(name, value):
@@ -334,8 +404,19 @@ def _knob_choice(choices):
     return parse
 
 
+def _knob_level(name, value):
+    level = _count("policy", {name: value}, name)
+    if level > 5:
+        _fail("policy", name, "a whole number from 0 (off) to 5 (aggressive)", value)
+    return level
+
+
 def _knob_now(name, value):
     return _number("policy", {name: value}, name)
+
+
+def _knob_fraction(name, value):
+    return _knob_number(above=0, maximum=1)(name, value)
 
 
 POLICY = (
@@ -346,13 +427,18 @@ POLICY = (
     Knob("max_migrations", 5, _knob_count()),
     Knob("cooldown", 60, _knob_number(minimum=0)),
     Knob("memory_reserve_mb", 512, _knob_number(minimum=0)),
-    Knob("anti_affinity", [], _knob_groups, lambda groups: [list(g) for g in groups]),
-    Knob("pin", {}, _knob_pin, lambda pin: {k: sorted(v) for k, v in sorted(pin.items())}),
+    Knob("anti_affinity", [], _knob_groups, lambda groups: [g.export() for g in groups]),
+    Knob("pin", {}, _knob_pin, lambda pin: {k: v.export() for k, v in sorted(pin.items())}),
     Knob("exclude", [], _knob_names, sorted),
     Knob("maintenance", [], _knob_names, sorted),
     Knob("interval", 5, _knob_number(above=0)),
     Knob("engine", "auto", _knob_choice(ENGINES)),
     Knob("solver_seconds", 10, _knob_number(above=0)),
+    Knob("memory_threshold", None, _knob_fraction),  # None: memory is only a fit rule, never a reason to move
+    Knob("max_memory_candidate", None, _knob_fraction),  # None: memory_threshold
+    Knob("balance", 2, _knob_level),
+    Knob("balance_hold", 15, _knob_number(minimum=0)),
+    Knob("tags", {}, _knob_tags, lambda tags: {k: list(v) for k, v in sorted(tags.items())}),
     Knob("now", None, _knob_now),  # None: the controller's clock, read once in parse_policy
 )
 
@@ -364,12 +450,21 @@ def _as_dict(self):
     return {knob.name: knob.export(getattr(self, knob.name)) for knob in POLICY}
 
 
+DERIVED = (
+    ("hard_pin", "domain name -> frozenset of hosts, the must pins (rules.Pin)"),
+    ("soft_pin", "the same for the should pins (rules.SoftPin)"),
+    ("groups_of", "domain name -> its must anti-affinity groups (tuples of names)"),
+    ("soft_groups_of", "domain name -> its should anti-affinity groups"),
+    ("hard_groups", "the must anti-affinity groups, tuples of names"),
+    ("memory_candidate", "max_memory_candidate, or memory_threshold when that is null"),
+)
+
 Policy = make_dataclass(
     "Policy",
-    [(knob.name, Any) for knob in POLICY] + [("groups_of", Mapping, field(default_factory=dict))],
+    [(knob.name, Any) for knob in POLICY] + [(name, Any, field(default=None)) for name, _doc in DERIVED],
     frozen=True,
-    namespace={"as_dict": _as_dict, "__doc__": "The parsed policy: one field per POLICY knob, plus groups_of "
-                                               "(domain name -> its anti-affinity groups)."},
+    namespace={"as_dict": _as_dict, "__doc__": "The parsed policy: one field per POLICY knob, plus what is derived "
+                                               "from them once: " + "; ".join(f"{n}: {d}" for n, d in DERIVED)},
 )
 
 
@@ -392,10 +487,26 @@ def parse_policy(policy):
         _fail("policy", "max_load_candidate",
               f"<= load_threshold {values['load_threshold']} (else a destination could become overloaded)",
               values["max_load_candidate"])
+    memory_candidate = values["max_memory_candidate"]
+    if memory_candidate is not None and values["memory_threshold"] is None:
+        _fail("policy", "max_memory_candidate", "null while memory_threshold is null (it bounds destinations only "
+              "when memory_threshold is set)", memory_candidate)
+    if memory_candidate is not None and memory_candidate > values["memory_threshold"]:
+        _fail("policy", "max_memory_candidate",
+              f"<= memory_threshold {values['memory_threshold']} (else a destination could go over it)",
+              memory_candidate)
     if values["now"] is None:
         values["now"] = time.time()  # the only impure input; tests and reproducible runs pass `now`
-    groups_of = {}
+    groups_of, soft_groups_of = {}, {}
     for group in values["anti_affinity"]:
-        for name in group:
-            groups_of.setdefault(name, []).append(group)
-    return Policy(**values, groups_of=groups_of)
+        for name in group.members:
+            (groups_of if group.strength == "must" else soft_groups_of).setdefault(name, []).append(group.members)
+    return Policy(
+        **values,
+        hard_pin={n: r.hosts for n, r in values["pin"].items() if r.strength == "must"},
+        soft_pin={n: r.hosts for n, r in values["pin"].items() if r.strength == "should"},
+        groups_of=groups_of,
+        soft_groups_of=soft_groups_of,
+        hard_groups=tuple(g.members for g in values["anti_affinity"] if g.strength == "must"),
+        memory_candidate=memory_candidate if memory_candidate is not None else values["memory_threshold"],
+    )

@@ -3,51 +3,146 @@
 """What a plan minimises, and how the greedy search ranks its choices (the weighers).
 
 The plan's objective, compared term by term (lexicographically), smaller is better:
-  1. on_maintenance_hosts  running domains left on maintenance hosts
-  2. rule_breaks           running domains breaking a pin or an anti-affinity group
-  3. overloaded_hosts      hosts whose load is above load_threshold
-  4. load_above_threshold  sum over hosts of (load - load_threshold) where positive
-  5. migrations            number of migrations in the plan
-  6. peak_load             highest host load after the plan
-  7. memory_moved_mb       memory of the domains moved
-Terms 1-4 are the measure of a cluster state (MEASURE_TERMS, reported before and after with the
+  1. on_maintenance_hosts     running domains left on maintenance hosts
+  2. rule_breaks              running domains breaking a must pin or a must anti-affinity group
+  3. overloaded_hosts         hosts whose load is above load_threshold
+  4. load_above_threshold     sum over hosts of (load - load_threshold) where positive
+  5. memory_overloaded_hosts  hosts whose memory load is above memory_threshold (0 when it is null)
+  6. memory_above_threshold   sum over hosts of (memory load - memory_threshold) where positive
+  7. soft_rule_breaks         running domains breaking a should pin or a should anti-affinity group
+  8. imbalance                while balancing acts (policy.balance > 0 and the spread of host loads has
+                              stayed above the level's target for balance_hold minutes): the standard
+                              deviation of the loads of the hosts not in maintenance, plus that of their
+                              memory loads when memory_threshold is set; else 0
+  9. migrations               number of migrations in the plan
+ 10. peak_load                highest host load after the plan
+ 11. memory_moved_mb          memory of the domains moved
+Terms 1-8 are the measure of a cluster state (MEASURE_TERMS, reported before and after with the
 tie-breakers peak_load and sum_of_squares). A single migration is "strictly better" when it lowers
-the measure: it lowers one of terms 1-4 and raises none before it. Every migration of a plan does,
-except a make-room migration, which leaves terms 1-4 as they are and lets a later migration that
-`requires` it lower them. So no plan contains a move that only shuffles load, terms 5-7 choose
-among the plans that reach the same terms 1-4, and re-planning the predicted result plans nothing.
-Only sustained-overloaded hosts shed load, so terms 3-4 change only on those (and on maintenance
-hosts being emptied).
+the measure: it lowers one of terms 1-8 and raises none before it. Every migration of a plan does,
+except a make-room migration, which leaves the measure as it is and lets a later migration that
+`requires` it lower it. So no plan contains a move that only shuffles load, terms 9-11 choose
+among the plans that reach the same terms 1-8, and re-planning the predicted result plans nothing.
+Only sustained-overloaded hosts shed load (terms 3-4), only hosts whose memory load has stayed over
+memory_threshold for max_over minutes shed memory (5-6), and balancing moves happen only while the
+imbalance is held (8); the destination rules (max_load_candidate <= load_threshold,
+max_memory_candidate <= memory_threshold) keep every move from raising a term above its own.
+
+The engines: the exact one (exact.py) solves terms 1-4, then migrations and peak, exactly;
+ENGINE_TERMS chooses between its plan and the greedy one. Terms 5-8 are then lowered by the greedy
+steps that follow (steps.py: shed memory, repair should rules, balance), each move lowering them.
 
 A new objective is a new term here (in its documented place) and, for the greedy search, a weigher
 below: a function giving the sort key of a choice.
 """
 
 import math
+from dataclasses import dataclass
 
-MEASURE_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "load_above_threshold", "peak_load",
-                 "sum_of_squares")
-OBJECTIVE_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "load_above_threshold", "migrations",
-                   "peak_load", "memory_moved_mb")
+MEASURE_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "load_above_threshold",
+                 "memory_overloaded_hosts", "memory_above_threshold", "soft_rule_breaks", "imbalance",
+                 "peak_load", "sum_of_squares")
+COUNT_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "memory_overloaded_hosts",
+               "soft_rule_breaks")
+OBJECTIVE_TERMS = MEASURE_TERMS[:8] + ("migrations", "peak_load", "memory_moved_mb")
+# What the exact engine optimises, and how its plan and the greedy one are compared (before the
+# greedy steps for terms 5-8 run on the chosen one): should-rule breaks count, since the exact model
+# does not know should rules and must not break more of them than the greedy plan.
+ENGINE_TERMS = MEASURE_TERMS[:4] + ("soft_rule_breaks", "migrations", "peak_load", "memory_moved_mb")
 
 
-def measure_of(loads, evacuate, breaks, threshold):
-    """The measure as a tuple in MEASURE_TERMS order."""
-    return (evacuate,
-            breaks,
-            sum(1 for load in loads if load > threshold),
-            math.fsum(max(0.0, load - threshold) for load in loads),
+def spread(values):
+    """Population standard deviation, exactly rounded sums (order does not matter)."""
+    values = list(values)
+    if len(values) < 2:
+        return 0.0
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What measure_of needs of one cluster state."""
+
+    loads: tuple
+    evacuate: int
+    breaks: int
+    threshold: float
+    memory_loads: tuple = ()
+    memory_threshold: float = None
+    soft_breaks: int = 0
+    balancing: bool = False
+    balance_loads: tuple = ()  # loads of the hosts not in maintenance
+    balance_memory_loads: tuple = ()
+
+
+def imbalance(loads, memory_loads, memory_threshold):
+    """Term 8's value when balancing acts."""
+    return spread(loads) + (spread(memory_loads) if memory_threshold is not None else 0.0)
+
+
+def measure_of(m):
+    """The measure of a Measured as a tuple in MEASURE_TERMS order."""
+    loads = m.loads
+    if m.memory_threshold is None:
+        memory_over, memory_above = 0, 0.0
+    else:
+        memory_over = sum(1 for load in m.memory_loads if load > m.memory_threshold)
+        memory_above = math.fsum(max(0.0, load - m.memory_threshold) for load in m.memory_loads)
+    return (m.evacuate,
+            m.breaks,
+            sum(1 for load in loads if load > m.threshold),
+            math.fsum(max(0.0, load - m.threshold) for load in loads),
+            memory_over,
+            memory_above,
+            m.soft_breaks,
+            imbalance(m.balance_loads, m.balance_memory_loads, m.memory_threshold) if m.balancing else 0.0,
             max(loads, default=0.0),
             math.fsum(load * load for load in loads))
 
 
 def objective_of(measure, moves):
     """The plan's objective (OBJECTIVE_TERMS) from the measure after it and its moves."""
-    return (measure[0], measure[1], measure[2], measure[3], len(moves), measure[4],
-            math.fsum(move.domain.memory_mb for move in moves))
+    return measure[:8] + (len(moves), measure[8], math.fsum(move.domain.memory_mb for move in moves))
+
+
+def engine_objective_of(measure, moves):
+    """The objective the engines are compared by (ENGINE_TERMS)."""
+    return measure[:4] + (measure[6], len(moves), measure[8], math.fsum(move.domain.memory_mb for move in moves))
+
+
+# ---------------------------------------------------------------- balancing levels
+
+@dataclass(frozen=True)
+class BalanceLevel:
+    """policy.balance: balancing acts while the imbalance (term 8) stays above `target`, with moves
+    that each lower the busier of their two hosts by at least `min_gain` + GAIN_PER_GIB per GiB of
+    memory the move copies."""
+
+    target: float
+    min_gain: float
+
+
+BALANCE_LEVELS = {
+    1: BalanceLevel(target=0.20, min_gain=0.10),
+    2: BalanceLevel(target=0.15, min_gain=0.06),
+    3: BalanceLevel(target=0.10, min_gain=0.04),
+    4: BalanceLevel(target=0.07, min_gain=0.02),
+    5: BalanceLevel(target=0.05, min_gain=0.01),
+}
+GAIN_PER_GIB = 0.005  # a move copying 4 GiB must gain 0.02 more than the level's min_gain
+
+
+def balance_cost(memory_mb):
+    return GAIN_PER_GIB * memory_mb / 1024
 
 
 # ---------------------------------------------------------------- weighers (greedy search)
+
+def memory_shed_order(domain):
+    """Which domain leaves a memory-overloaded host first: the most memory; CPU and name make it total."""
+    return (-domain.memory_mb, -domain.cpu, domain.name, domain.uuid)
+
 
 def shed_order(domain):
     """Which domain leaves a hot host first: the biggest CPU user; memory and name make it total."""
@@ -57,6 +152,12 @@ def shed_order(domain):
 def repair_order(domain):
     """Which rule-breaking domain moves first: the least memory (of two anti-affine, the smaller)."""
     return (domain.memory_mb, domain.name, domain.uuid)
+
+
+def balance_rank(gain, cost, dest_recent_peak, domain, dest_name):
+    """The best balancing move: the largest gain net of its cost, then the destination whose own
+    recent samples stayed lowest, then least memory, then names."""
+    return (-(gain - cost), dest_recent_peak, domain.memory_mb, domain.name, dest_name)
 
 
 def destination_rank(load_after, dest):

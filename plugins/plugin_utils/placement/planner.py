@@ -12,22 +12,27 @@ Engines (policy.engine):
 """
 
 from dataclasses import dataclass
+from typing import Optional
 
 from . import exact, explain, rules, steps
-from .history import SUSTAINED, Judgment, judge, minutes
+from .history import SUSTAINED, Judgment, held_spread, judge, minutes, recent_peak
 from .model import parse_cluster, parse_policy
-from .objective import MEASURE_TERMS, measure_of, objective_of
+from .objective import (BALANCE_LEVELS, COUNT_TERMS, MEASURE_TERMS, Measured, engine_objective_of, imbalance,
+                        measure_of, spread)
 from .search import Search
 from .state import ClusterState, rounded
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the samples say about a host: its judgment, whether it must shed, and the move reason."""
+    """What the samples say about a host: its judgments, whether it must shed, and the move reasons."""
 
     judgment: Judgment
     sustained: bool
     reason: str
+    memory: Optional[Judgment] = None  # None while memory_threshold is null
+    memory_sustained: bool = False
+    memory_reason: str = ""
 
 
 def assess(state, policy):
@@ -39,7 +44,14 @@ def assess(state, policy):
                      and judgment.verdict == SUSTAINED)
         reason = (f"{host.name} overloaded {current.load:.2f} > {policy.load_threshold}"
                   f" for {minutes(judgment.over_for_min)} min")
-        verdicts[host.name] = Verdict(judgment, sustained, reason)
+        memory, memory_sustained, memory_reason = None, False, ""
+        if policy.memory_threshold is not None:
+            memory = judge(host.memory_samples, policy.memory_threshold, policy.max_over, policy.interval, policy.now)
+            memory_sustained = (not current.maintenance and current.memory_load > policy.memory_threshold
+                                and memory.verdict == SUSTAINED)
+            memory_reason = (f"{host.name} memory {current.memory_load:.2f} > memory_threshold"
+                             f" {policy.memory_threshold} for {minutes(memory.over_for_min)} min")
+        verdicts[host.name] = Verdict(judgment, sustained, reason, memory, memory_sustained, memory_reason)
     return verdicts
 
 
@@ -54,15 +66,38 @@ def breaks(state, policy):
     return found
 
 
-def measure_now(state, policy, initial=False):
-    states = state.states()
-    loads = [s.initial_load if initial else s.load for s in states]
-    evacuate = sum(s.initial_running if initial else s.running for s in states if s.maintenance)
-    return measure_of(loads, evacuate, len(breaks(state, policy)), policy.load_threshold)
+def soft_breaks(state, policy):
+    """{domain name: why} for every running domain that breaks a should rule where it runs now."""
+    found = {}
+    for name, host_name in state.placement.items():
+        if rules.has_soft_rules(name, policy):
+            reason = rules.soft_break(name, host_name, policy, state.placement)
+            if reason is not None:
+                found[name] = reason
+    return found
+
+
+def measure_now(state, policy, balancing=False, initial=False):
+    states = list(state.states())
+    loads = tuple(s.initial_load if initial else s.load for s in states)
+    memory_loads = tuple(s.initial_memory_load if initial else s.memory_load for s in states)
+    calm = [i for i, s in enumerate(states) if not s.maintenance]
+    return measure_of(Measured(
+        loads=loads,
+        evacuate=sum(s.initial_running if initial else s.running for s in states if s.maintenance),
+        breaks=len(breaks(state, policy)),
+        threshold=policy.load_threshold,
+        memory_loads=memory_loads,
+        memory_threshold=policy.memory_threshold,
+        soft_breaks=len(soft_breaks(state, policy)),
+        balancing=balancing,
+        balance_loads=tuple(loads[i] for i in calm),
+        balance_memory_loads=tuple(memory_loads[i] for i in calm),
+    ))
 
 
 def _measure_dict(terms):
-    return dict(zip(MEASURE_TERMS, terms[:3] + tuple(rounded(t) for t in terms[3:])))
+    return {name: value if name in COUNT_TERMS else rounded(value) for name, value in zip(MEASURE_TERMS, terms)}
 
 
 def needs_work(state, verdicts, initial_breaks):
@@ -82,20 +117,40 @@ class Planning:
         self.state = ClusterState(hosts, policy)
         self.verdicts = assess(self.state, policy)
         self.initial_breaks = breaks(self.state, policy)
-        self.initial_measure = measure_now(self.state, policy, initial=True)
+        self.initial_soft_breaks = soft_breaks(self.state, policy)
+        self.level = BALANCE_LEVELS.get(policy.balance)
+        self.spread = None
+        if self.level is not None:
+            series = [h.samples for h in hosts if not self.state[h.name].maintenance]
+            self.spread = held_spread(series, self.level.target, policy.balance_hold, policy.interval, policy.now,
+                                      spread)
+        self.balancing = self.spread is not None and self.spread.held
+        self.initial_measure = measure_now(self.state, policy, self.balancing, initial=True)
         self.engine = "greedy"
         self.solver = {"optimal": None, "gap": None, "status": None}
 
     def current_measure(self):
-        return measure_now(self.state, self.policy)
+        return measure_now(self.state, self.policy, self.balancing)
+
+    def imbalance(self):
+        calm = [s for s in self.state.states() if not s.maintenance]
+        return imbalance([s.load for s in calm], [s.memory_load for s in calm], self.policy.memory_threshold)
 
     def run(self):
-        greedy = steps.Greedy(self.state, self.policy, self.log, self.verdicts)
+        state, policy = self.state, self.policy
+        greedy = steps.Greedy(state, policy, self.log, self.verdicts)
         steps.run(greedy, self.initial_breaks)
         self.out_of_budget = greedy.out_of_budget
         self.budget = greedy.budget
-        if self.policy.engine != "greedy" and needs_work(self.state, self.verdicts, self.initial_breaks):
+        if policy.engine != "greedy" and needs_work(state, self.verdicts, self.initial_breaks):
             self._try_exact()
+        peaks = {h.name: recent_peak(h.samples, state[h.name].initial_load, policy.max_over, policy.now)
+                 for h in self.hosts}
+        lower = steps.Greedy(state, policy, self.log, self.verdicts, peaks)
+        memory_hosts = [(h, self.verdicts[h.name].memory_reason) for h in self.hosts
+                        if self.verdicts[h.name].memory_sustained]
+        steps.run_lower(lower, memory_hosts, soft_breaks(state, policy), self.level if self.balancing else None,
+                        self.imbalance)
         return self.report()
 
     def _try_exact(self):
@@ -104,7 +159,7 @@ class Planning:
             if self.policy.engine == "exact":
                 self.log.warn(f"engine exact: {size}; planned by the greedy engine")
             return
-        greedy_objective = objective_of(measure_now(self.state, self.policy), self.state.moves)
+        greedy_objective = engine_objective_of(self.current_measure(), self.state.moves)
         greedy_moves = list(self.state.moves)
         outcome = exact.improve(self, greedy_moves, greedy_objective)
         self.solver = {"optimal": outcome.optimal, "gap": outcome.gap, "status": outcome.status}
@@ -132,18 +187,30 @@ class Planning:
                 if acting or domain.name in still_broken:
                     log.no_destination(domain, search.why_no_destination(domain, current))
 
+    def balance_report(self):
+        if self.level is None:
+            return None
+        return {"level": self.policy.balance, "target": self.level.target, "min_gain": self.level.min_gain,
+                "held": self.spread.held, "reason": self.spread.reason,
+                "imbalance_before": rounded(self.initial_measure[7]) if self.balancing else None,
+                "imbalance_after": rounded(self.current_measure()[7]) if self.balancing else None}
+
     def report(self):
         state, policy = self.state, self.policy
-        after = measure_now(state, policy)
+        after = self.current_measure()
         breaks_now = breaks(state, policy)
+        left = policy.max_migrations - len(state.moves)
         return {
             "migrations": [move.as_dict() for move in state.moves],
             "hosts": [explain.host_entry(h, state[h.name], self.verdicts[h.name], policy, self.initial_breaks,
                                          state.moved, self.out_of_budget) for h in state.hosts],
             "skipped": explain.skipped(state, self.verdicts, policy, self.log, breaks_now, self.out_of_budget,
                                        self.budget),
-            "max_migrations_reached": self.out_of_budget,
+            "max_migrations_reached": self.out_of_budget or left <= 0,
             "measure": {"before": _measure_dict(self.initial_measure), "after": _measure_dict(after)},
+            "soft_rule_breaks": [{"vm": name, "host": state.placement[name], "reason": why}
+                                 for name, why in sorted(soft_breaks(state, policy).items())],
+            "balance": self.balance_report(),
             "engine": self.engine,
             "optimal": self.solver["optimal"],
             "gap": self.solver["gap"],
@@ -155,8 +222,7 @@ class Planning:
 
 def measure(cluster, policy=None):
     """The measure of a cluster as given (no planning): see objective.py."""
-    parsed = parse_policy(policy)
-    return measure_now(ClusterState(parse_cluster(cluster), parsed), parsed, initial=True)
+    return Planning(parse_cluster(cluster), parse_policy(policy)).initial_measure
 
 
 def plan(cluster, policy=None):

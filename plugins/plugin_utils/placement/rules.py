@@ -77,7 +77,7 @@ class Pin:
 
     @staticmethod
     def allows(domain_name, host_name, policy):
-        allowed = policy.pin.get(domain_name)
+        allowed = policy.hard_pin.get(domain_name)
         return allowed is None or host_name in allowed
 
     @staticmethod
@@ -88,13 +88,13 @@ class Pin:
     def rejects(domain, dest, state, policy):
         if Pin.allows(domain.name, dest.name, policy):
             return None
-        return f"{dest.name} not in pin [{', '.join(sorted(policy.pin[domain.name]))}]"
+        return f"{dest.name} not in pin [{', '.join(sorted(policy.hard_pin[domain.name]))}]"
 
     @staticmethod
     def broken_now(name, host_name, policy, placement):
         if Pin.allows(name, host_name, policy):
             return None
-        return f"{name} on {host_name}, outside its pin [{', '.join(sorted(policy.pin[name]))}]"
+        return f"{name} on {host_name}, outside its pin [{', '.join(sorted(policy.hard_pin[name]))}]"
 
 
 class MaxLoadCandidate:
@@ -139,6 +139,34 @@ class Memory:
         if not Memory.fits(dest.free_mb, domain.memory_mb, policy):
             return (f"{dest.name} memory {dest.free_mb:g} MB free < {domain.memory_mb:g}"
                     f" + reserve {policy.memory_reserve_mb:g}")
+        return None
+
+
+class MaxMemoryCandidate:
+    """With memory_threshold set, a destination's memory load after a move stays at most
+    max_memory_candidate (memory_threshold when null), so no move can make a host shed memory."""
+
+    name = "max_memory_candidate"
+
+    @staticmethod
+    def may_fit(used_after_mb, memory_mb, policy):
+        """False only when the memory used after the move is surely too much; numbers or arrays."""
+        if policy.memory_candidate is None:
+            return True
+        return used_after_mb <= (policy.memory_candidate + TOLERANCE) * memory_mb
+
+    @staticmethod
+    def surely_rejects(domain, dest, policy, after):
+        return not MaxMemoryCandidate.may_fit(dest.used_mb + domain.memory_mb, dest.memory_mb, policy)
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        if policy.memory_candidate is None:
+            return None
+        after = dest.memory_load_with(domain.memory_mb)
+        if after > policy.memory_candidate:
+            return (f"{dest.name} memory load {dest.memory_load:.2f} + {after - dest.memory_load:.2f}"
+                    f" = {after:.2f} > max_memory_candidate {policy.memory_candidate}")
         return None
 
 
@@ -192,10 +220,91 @@ class AntiAffinity:
         return None
 
 
-PLACE = (Maintenance, Pin, MaxLoadCandidate, Memory, MaxVmPerHost, AntiAffinity)
+PLACE = (Maintenance, Pin, MaxLoadCandidate, Memory, MaxMemoryCandidate, MaxVmPerHost, AntiAffinity)
 # The numeric rules, in the order a search's fast path tests them.
-NUMERIC = (MaxLoadCandidate, Memory, MaxVmPerHost)
+NUMERIC = (MaxLoadCandidate, Memory, MaxMemoryCandidate, MaxVmPerHost)
 BROKEN = (Pin, AntiAffinity)
+
+
+# ---------------------------------------------------------------- should rules
+#
+# A `should` rule is kept whenever a valid plan keeps it: the search tries the destinations that keep
+# every should rule first, and takes one that breaks one only when no other fits (the move's reason
+# then says which). Breaks count in the measure's term soft_rule_breaks, below overload.
+
+class SoftPin:
+    name = "pin (should)"
+
+    @staticmethod
+    def allows(domain_name, host_name, policy):
+        allowed = policy.soft_pin.get(domain_name)
+        return allowed is None or host_name in allowed
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        if SoftPin.allows(domain.name, dest.name, policy):
+            return None
+        return f"{dest.name} not in should-pin [{', '.join(sorted(policy.soft_pin[domain.name]))}]"
+
+    @staticmethod
+    def broken_now(name, host_name, policy, placement):
+        if SoftPin.allows(name, host_name, policy):
+            return None
+        return f"{name} on {host_name}, outside its should-pin [{', '.join(sorted(policy.soft_pin[name]))}]"
+
+
+class SoftAntiAffinity:
+    name = "anti_affinity (should)"
+
+    @staticmethod
+    def mates_on(name, host_name, policy, placement):
+        for group in policy.soft_groups_of.get(name, ()):
+            there = [other for other in group if other != name and placement.get(other) == host_name]
+            if there:
+                return group, there
+        return None, ()
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        group, there = SoftAntiAffinity.mates_on(domain.name, dest.name, policy, state.placement)
+        if there:
+            return f"{dest.name} should-anti-affinity group [{', '.join(group)}]: {', '.join(there)} runs there"
+        return None
+
+    @staticmethod
+    def broken_now(name, host_name, policy, placement):
+        group, there = SoftAntiAffinity.mates_on(name, host_name, policy, placement)
+        if there:
+            return (f"{name} on {host_name} with {', '.join(there)},"
+                    f" should-anti-affinity group [{', '.join(group)}]")
+        return None
+
+
+SOFT = (SoftPin, SoftAntiAffinity)
+
+
+def soft_rejection(domain, dest, state, policy):
+    """Why moving `domain` onto `dest` would break a should rule, or None."""
+    if not has_soft_rules(domain.name, policy):
+        return None
+    for rule in SOFT:
+        reason = rule.rejects(domain, dest, state, policy)
+        if reason is not None:
+            return reason
+    return None
+
+
+def soft_break(name, host_name, policy, placement):
+    """Why a running domain breaks a should rule where it runs now, or None."""
+    for rule in SOFT:
+        reason = rule.broken_now(name, host_name, policy, placement)
+        if reason is not None:
+            return reason
+    return None
+
+
+def has_soft_rules(name, policy):
+    return name in policy.soft_pin or name in policy.soft_groups_of
 
 
 def first_rejection(domain, dest, state, policy):
@@ -224,4 +333,4 @@ def rule_break(name, host_name, policy, placement):
 
 def has_rules(name, policy):
     """Whether any BROKEN rule names this domain (the others cannot break)."""
-    return name in policy.pin or name in policy.groups_of
+    return name in policy.hard_pin or name in policy.groups_of

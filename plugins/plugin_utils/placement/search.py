@@ -41,8 +41,10 @@ class Search:
         self.biggest = {h.name: (max((d.cpu for d in h.running), default=0.0),
                                  max((d.memory_mb for d in h.running), default=0.0)) for h in state.hosts}
 
-    def allowed(self, domain, dest):
-        return rules.first_rejection(domain, dest, self.state, self.policy) is None
+    def allowed(self, domain, dest, keep_soft=False):
+        if rules.first_rejection(domain, dest, self.state, self.policy) is not None:
+            return False
+        return not keep_soft or rules.soft_rejection(domain, dest, self.state, self.policy) is None
 
     def best_destination(self, domain, source):
         """The best destination every rule allows, or None (and the refusal is logged)."""
@@ -58,7 +60,20 @@ class Search:
             self.refused_at[domain.name] = len(self.state.opened)
         return best
 
+    def best_keeping(self, domain, source):
+        """The best destination that keeps every rule, should rules included, or None (not logged)."""
+        return self._scan_rules(domain, source, None, keep_soft=True)
+
     def _scan(self, domain, source, only):
+        """Best allowed destination, among `only` or all hosts: one that keeps the domain's should
+        rules if any does (rules.SOFT), else the best the hard rules allow."""
+        if rules.has_soft_rules(domain.name, self.policy):
+            best = self._scan_rules(domain, source, only, keep_soft=True)
+            if best is not None:
+                return best
+        return self._scan_rules(domain, source, only, keep_soft=False)
+
+    def _scan_rules(self, domain, source, only, keep_soft):
         """Best allowed destination by objective.destination_rank, among `only` or all hosts.
 
         Hosts are bucketed by CPU count and each bucket is sorted by load, so within a bucket the
@@ -73,10 +88,12 @@ class Search:
         # The cheap tests that can matter here: the index holds no maintenance host and a sorted scan
         # stops at the load limit; a pin or a VM limit matters only when there is one.
         cheap = [rules.Memory.surely_rejects]
-        if domain.name in policy.pin:
+        if domain.name in policy.hard_pin:
             cheap.append(rules.Pin.surely_rejects)
         if policy.max_vm_per_host is not None:
             cheap.append(rules.MaxVmPerHost.surely_rejects)
+        if policy.memory_candidate is not None:
+            cheap.append(rules.MaxMemoryCandidate.surely_rejects)
         if not sorted_scan:
             cheap += [rules.Maintenance.surely_rejects, rules.MaxLoadCandidate.surely_rejects]
         for bucket in buckets:
@@ -98,7 +115,7 @@ class Search:
                 key = objective.destination_rank(after, dest)
                 if best_key is not None and key >= best_key:
                     continue
-                if not self.allowed(domain, dest):
+                if not self.allowed(domain, dest, keep_soft):
                     continue
                 best_key, best = key, dest
         return best
@@ -168,7 +185,8 @@ class Search:
         policy, state = self.policy, self.state
         by_rule = {}
         too_busy, in_maintenance = [], []
-        numeric_rules = [r for r in rules.NUMERIC if r is not rules.MaxVmPerHost or policy.max_vm_per_host is not None]
+        numeric_rules = [r for r in rules.NUMERIC if (r is not rules.MaxVmPerHost or policy.max_vm_per_host is not None)
+                         and (r is not rules.MaxMemoryCandidate or policy.memory_candidate is not None)]
         for name in sorted(state.by_name):
             dest = state[name]
             if name == source.name:

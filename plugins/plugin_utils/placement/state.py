@@ -66,22 +66,40 @@ class HostState:
     maintenance: bool
     cpu_values: list
     free_parts: list
+    memory_mb: float = 0.0
+    used_parts: list = field(default_factory=list)
     running: int = 0
     load: float = 0.0
     free_mb: float = 0.0
+    used_mb: float = 0.0
     initial_load: float = 0.0
     initial_free_mb: float = 0.0
+    initial_used_mb: float = 0.0
     initial_running: int = 0
     arrived: list = field(default_factory=list)
     left: list = field(default_factory=list)
 
     @classmethod
     def of(cls, host, maintenance):
-        state = cls(host.name, host.cpus, maintenance, [d.cpu for d in host.running], [host.memory_free_mb])
+        state = cls(host.name, host.cpus, maintenance, [d.cpu for d in host.running], [host.memory_free_mb],
+                    host.memory_mb, [d.memory_mb for d in host.running])
         state.running = len(state.cpu_values)
         state._changed()
         state.initial_load, state.initial_free_mb, state.initial_running = state.load, state.free_mb, state.running
+        state.initial_used_mb = state.used_mb
         return state
+
+    @property
+    def memory_load(self):
+        """The fraction of the host's memory its running domains use (0 for a host that reports none)."""
+        return self.used_mb / self.memory_mb if self.memory_mb > 0 else 0.0
+
+    def memory_load_with(self, memory_mb):
+        return (self.used_mb + memory_mb) / self.memory_mb if self.memory_mb > 0 else 0.0
+
+    @property
+    def initial_memory_load(self):
+        return self.initial_used_mb / self.memory_mb if self.memory_mb > 0 else 0.0
 
     def load_with(self, cpu):
         return math.fsum(self.cpu_values + [cpu]) / self.cpus
@@ -92,28 +110,33 @@ class HostState:
     def _changed(self):
         self.load = math.fsum(self.cpu_values) / self.cpus
         self.free_mb = math.fsum(self.free_parts)
+        self.used_mb = math.fsum(self.used_parts)
 
     def add(self, domain):
         self.cpu_values.append(domain.cpu)
         self.free_parts.append(-domain.memory_mb)
+        self.used_parts.append(domain.memory_mb)
         self.running += 1
         self._changed()
 
     def remove(self, domain):
         self.cpu_values.remove(domain.cpu)
         self.free_parts.append(domain.memory_mb)
+        self.used_parts.remove(domain.memory_mb)
         self.running -= 1
         self._changed()
 
     def unadd(self, domain):
         self.cpu_values.remove(domain.cpu)
         self.free_parts.remove(-domain.memory_mb)
+        self.used_parts.remove(domain.memory_mb)
         self.running -= 1
         self._changed()
 
     def unremove(self, domain):
         self.cpu_values.append(domain.cpu)
         self.free_parts.remove(domain.memory_mb)
+        self.used_parts.append(domain.memory_mb)
         self.running += 1
         self._changed()
 

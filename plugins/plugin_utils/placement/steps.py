@@ -14,14 +14,27 @@
    when it brings the host under the threshold with fewer migrations in all.
 4. shed: what can be shed from hosts that stay over, biggest movable domain first.
 
-The greedy plan is the exact engine's warm start and fallback (planner.py).
+The greedy plan is the exact engine's warm start and fallback (planner.py). Then, on whichever plan
+won, the steps for the measure's lower terms (objective.py), each move lowering its own term and
+raising none above it, within what is left of max_migrations (run_lower):
+5. shed_memory: hosts whose memory load has stayed over memory_threshold for max_over minutes, the
+   domain with the most memory first, until the host is at most at the threshold.
+6. repair_soft: one domain breaking a should rule moves to a host that keeps every rule, if one
+   does (at most one such migration per run).
+7. balance: while the imbalance is held above the level's target, the move that lowers the busier
+   of its two hosts the most, net of its cost (objective.BalanceLevel), judged on the domain's
+   persistent demand (history.persistent), each move lowering the imbalance.
 """
 
 from dataclasses import dataclass, field
 
-from . import objective, rules
+from . import history, objective, rules
 from .search import Search, fewest_needed
 from .state import Move
+
+BALANCE_SOURCES = 8  # the busiest hosts a balancing step looks at
+BALANCE_DESTINATIONS = 16  # and the calmest
+RETURN_HOLD = 120  # minutes: balancing never sends a domain back to the host it left within this (ping-pong)
 
 
 @dataclass
@@ -36,12 +49,14 @@ class Attempt:
 class Greedy:
     """The context the steps share: state, policy, search, decision log, budget."""
 
-    def __init__(self, state, policy, log, verdicts):
+    def __init__(self, state, policy, log, verdicts, recent_peaks=None):
         self.state = state
         self.policy = policy
         self.log = log
         self.verdicts = verdicts
         self.search = Search(state, policy, log)
+        self.recent_peaks = recent_peaks or {}  # host name -> history.recent_peak, for balancing
+        self.balance_refused = set()
 
     @property
     def budget(self):
@@ -59,6 +74,9 @@ class Greedy:
         return sorted((d for d in host.running if d.cpu > 0 and self.movable(d)), key=objective.shed_order)
 
     def move(self, domain, dest, reason, requires=()):
+        soft = rules.soft_rejection(domain, dest, self.state, self.policy)
+        if soft is not None:
+            reason = f"{reason}; breaks a should rule, no allowed host keeps it: {soft}"
         return self.state.apply(Move(domain, self.state.placement[domain.name], dest.name, reason, tuple(requires)))
 
     def move_with_room(self, domain, room, reason):
@@ -230,3 +248,109 @@ def run(greedy, initial_breaks):
             progress |= resolve(greedy, host, verdicts[host.name].reason)
         for host in overloaded:
             progress |= shed(greedy, host, verdicts[host.name].reason)
+
+
+# ---------------------------------------------------------------- the measure's lower terms
+
+
+def shed_memory(greedy, host, reason):
+    """Bring a host whose memory overload is sustained to memory_threshold, most memory first."""
+    source, progress = greedy.state[host.name], False
+    threshold = greedy.policy.memory_threshold
+    for domain in sorted(host.running, key=objective.memory_shed_order):
+        if greedy.budget <= 0 or source.memory_load <= threshold:
+            break
+        if domain.memory_mb <= 0 or not greedy.movable(domain):
+            continue
+        dest = greedy.search.best_destination(domain, source)
+        if dest is not None:
+            greedy.move(domain, dest, reason)
+            progress = True
+    return progress
+
+
+def repair_soft(greedy, soft_breaks):
+    """Move one domain that breaks a should rule to a host that keeps every rule (least memory first)."""
+    state = greedy.state
+    for name in sorted(soft_breaks, key=lambda n: objective.repair_order(state.domains[n])):
+        if greedy.budget <= 0:
+            return False
+        domain = state.domains[name]
+        source_name = state.placement[name]
+        reason = rules.soft_break(name, source_name, greedy.policy, state.placement)
+        if reason is None or not greedy.movable(domain):
+            continue  # its mate left already, or it may not move
+        dest = greedy.search.best_keeping(domain, state[source_name])
+        if dest is not None:
+            greedy.move(domain, dest, f"should rule: {reason}")
+            return True
+    return False
+
+
+def balance(greedy, level, imbalance_now):
+    """Balancing moves while the imbalance stays above the level's target (see objective.BalanceLevel)."""
+    state, policy = greedy.state, greedy.policy
+    progress = False
+    while greedy.budget > 0:
+        before = imbalance_now()
+        if before <= level.target:
+            break
+        choice = _best_balancing_move(greedy, level)
+        if choice is None:
+            break
+        gain, domain, dest = choice
+        greedy.move(domain, dest, f"imbalance {before:.2f} > target {level.target} for"
+                                  f" {history.minutes(policy.balance_hold)} min; move gains {gain:.2f}")
+        if imbalance_now() >= before:  # a memory spread it raised more than the CPU one it lowered
+            state.undo()
+            greedy.balance_refused.add((domain.name, dest.name))
+            continue
+        progress = True
+    return progress
+
+
+def _best_balancing_move(greedy, level):
+    """(gain, domain, destination) of the best balancing move, or None."""
+    state, policy = greedy.state, greedy.policy
+    hosts = [s for s in state.states() if not s.maintenance]
+    sources = sorted(hosts, key=lambda s: (-s.load, s.name))[:BALANCE_SOURCES]
+    calm = sorted(hosts, key=lambda s: (s.load, s.name))[:BALANCE_DESTINATIONS]
+    best_key, best = None, None
+    for source in sources:
+        for domain in state.parsed[source.name].running:
+            if (state.placement.get(domain.name) != source.name or domain.cpu <= 0
+                    or not greedy.movable(domain)):
+                continue
+            demand = history.persistent(domain.samples, domain.cpu, policy.max_over, policy.now)
+            cost = objective.balance_cost(domain.memory_mb)
+            for dest in calm:
+                if dest is source or dest.load >= source.load or (domain.name, dest.name) in greedy.balance_refused:
+                    continue
+                if (dest.name == domain.last_migration_source and domain.last_migration_time is not None
+                        and policy.now - domain.last_migration_time < RETURN_HOLD * 60):
+                    continue  # it left there lately: going back would be a ping-pong
+                # the busier of the two hosts after the move, with the domain's persistent demand
+                gain = source.load - max(source.load - demand / source.cpus, dest.load + demand / dest.cpus)
+                actual = source.load - max(source.load_without([domain.cpu]), dest.load_with(domain.cpu))
+                if min(gain, actual) < level.min_gain + cost:
+                    continue
+                peak = greedy.recent_peaks[dest.name]
+                key = objective.balance_rank(gain, cost, peak, domain, dest.name)
+                if best_key is not None and key >= best_key:
+                    continue
+                if not greedy.search.allowed(domain, dest, keep_soft=True):
+                    continue
+                best_key, best = key, (gain, domain, dest)
+    return best
+
+
+def run_lower(greedy, memory_hosts, soft_breaks, level, imbalance_now):
+    """The steps for the measure's lower terms (5-8), in order, on the plan the engines chose."""
+    state, policy = greedy.state, greedy.policy
+    for host, reason in memory_hosts:
+        if state[host.name].memory_load > policy.memory_threshold:
+            shed_memory(greedy, host, reason)
+    if soft_breaks:
+        repair_soft(greedy, soft_breaks)
+    if level is not None:
+        balance(greedy, level, imbalance_now)

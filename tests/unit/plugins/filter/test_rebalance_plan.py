@@ -113,5 +113,6 @@ def test_documented_example_through_ansible_playbook(tmp_path):
         "status": "overloaded",
         "reasons": ["load 0.88 > threshold 0.75; samples over threshold 0.75 for 15 min (>= max_over 10 min)",
                     "plan moves web1: predicted load 0.62 <= threshold 0.75"],
-        "running": 2, "predicted_running": 1, "memory_free_mb": 20000, "predicted_memory_free_mb": 24096}
+        "running": 2, "predicted_running": 1, "memory_free_mb": 20000, "predicted_memory_free_mb": 24096,
+        "memory_load": 0.1875, "predicted_memory_load": 0.125, "memory_overloaded": False}
     assert result["skipped"] == [{"vm": "db1", "uuid": "7f0c0e3e-0002", "host": "hv1", "reason": "excluded by policy"}]

@@ -53,37 +53,86 @@ def apply_plan(cluster, result, now=NOW):
 
 DEFAULTS = {"load_threshold": 0.75, "max_load_candidate": 0.65, "max_vm_per_host": None, "max_migrations": 5,
             "cooldown": 60, "memory_reserve_mb": 512, "anti_affinity": [], "pin": {}, "exclude": [],
-            "maintenance": []}
+            "maintenance": [], "memory_threshold": None, "max_memory_candidate": None}
+
+
+def _rules(pol):
+    """(must pins, should pins, must groups, should groups) from the policy's plain or strength forms."""
+    pins, soft_pins, groups, soft_groups = {}, {}, [], []
+    for name, rule in pol["pin"].items():
+        if isinstance(rule, dict):
+            (soft_pins if rule.get("strength") == "should" else pins)[name] = set(rule["hosts"])
+        else:
+            pins[name] = set(rule)
+    for group in pol["anti_affinity"]:
+        if isinstance(group, dict):
+            (soft_groups if group.get("strength") == "should" else groups).append(set(group["members"]))
+        else:
+            groups.append(set(group))
+    return pins, soft_pins, groups, soft_groups
+
+
+def _spread(values):
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
 
 
 def _loads(hosts):
     return {name: math.fsum(d["cpu"] for d in h["running"]) / h["cpus"] for name, h in hosts.items()}
 
 
+def _memory_loads(hosts):
+    return {name: (sum(d["memory_mb"] for d in h["running"]) / h["memory_mb"] if h["memory_mb"] else 0.0)
+            for name, h in hosts.items()}
+
+
 def _state(cluster, policy):
     maintenance = set(policy.get("maintenance") or [])
-    return {h["name"]: {"cpus": h["cpus"], "free": h["memory_free_mb"],
+    return {h["name"]: {"cpus": h["cpus"], "free": h["memory_free_mb"], "memory_mb": h["memory_mb"],
                         "maintenance": bool(h.get("maintenance")) or h["name"] in maintenance,
                         "running": [d for d in h["domains"] if d["state"] == "running"]}
             for h in cluster}
 
 
-def _breaks_rule(hosts, pol, name, host_name):
+def _breaks_rule(hosts, pol, name, host_name, strength="must"):
     """Whether a running domain sits outside its pin or next to a member of its anti-affinity group."""
-    if name in pol["pin"] and host_name not in pol["pin"][name]:
+    pins, soft_pins, groups, soft_groups = _rules(pol)
+    if strength == "should":
+        pins, groups = soft_pins, soft_groups
+    if name in pins and host_name not in pins[name]:
         return True
     neighbours = {d["name"] for d in hosts[host_name]["running"]} - {name}
-    return any(name in group and neighbours & set(group) for group in pol["anti_affinity"])
+    return any(name in group and neighbours & group for group in groups)
 
 
-def measure(hosts, pol):
+def measure(hosts, pol, balancing=False):
+    """(maintenance, must breaks, load above, memory above, should breaks, imbalance, peak, sum of squares).
+
+    The imbalance counts only while the plan says balancing acts (`balancing`); the rest is computed here.
+    """
     loads = _loads(hosts)
     threshold = pol["load_threshold"]
+    memory_threshold = pol["memory_threshold"]
+    memory_loads = _memory_loads(hosts)
     on_maintenance = sum(len(h["running"]) for h in hosts.values() if h["maintenance"])
     breaks = sum(_breaks_rule(hosts, pol, d["name"], name) for name, h in hosts.items() for d in h["running"])
+    soft = sum(_breaks_rule(hosts, pol, d["name"], name, "should") for name, h in hosts.items() for d in h["running"])
+    memory_above = 0.0 if memory_threshold is None else \
+        math.fsum(max(0.0, m - memory_threshold) for m in memory_loads.values())
+    calm = [name for name, h in hosts.items() if not h["maintenance"]]
+    imbalance = 0.0
+    if balancing:
+        imbalance = _spread([loads[n] for n in calm])
+        if memory_threshold is not None:
+            imbalance += _spread([memory_loads[n] for n in calm])
     return (on_maintenance,
             breaks,
             math.fsum(max(0.0, load - threshold) for load in loads.values()),
+            round(memory_above, 9),
+            soft,
+            round(imbalance, 9),
             max(loads.values(), default=0.0),
             math.fsum(load * load for load in loads.values()))
 
@@ -91,16 +140,21 @@ def measure(hosts, pol):
 def _refusal(hosts, pol, domain, dest_name):
     """Why the rules refuse the domain onto dest_name in the current state, or None."""
     dest, name = hosts[dest_name], domain["name"]
+    pins, _soft_pins, groups, _soft_groups = _rules(pol)
     if dest["maintenance"]:
         return "maintenance"
-    if name in pol["pin"] and dest_name not in pol["pin"][name]:
+    if name in pins and dest_name not in pins[name]:
         return "pin"
     if dest["free"] < domain["memory_mb"] + pol["memory_reserve_mb"]:
         return "memory"
+    candidate = pol["max_memory_candidate"] if pol["max_memory_candidate"] is not None else pol["memory_threshold"]
+    used = sum(d["memory_mb"] for d in dest["running"]) + domain["memory_mb"]
+    if candidate is not None and dest["memory_mb"] and used / dest["memory_mb"] > candidate + 1e-9:
+        return "max_memory_candidate"
     if pol["max_vm_per_host"] is not None and len(dest["running"]) + 1 > pol["max_vm_per_host"]:
         return "max_vm_per_host"
-    for group in pol["anti_affinity"]:
-        if name in group and {d["name"] for d in dest["running"]} & (set(group) - {name}):
+    for group in groups:
+        if name in group and {d["name"] for d in dest["running"]} & (group - {name}):
             return "anti-affinity"
     dest_load = math.fsum([d["cpu"] for d in dest["running"]] + [domain["cpu"]]) / dest["cpus"]
     if dest_load > pol["max_load_candidate"] + 1e-9:
@@ -115,13 +169,15 @@ def check_plan(cluster, policy, result, now=NOW):
     that a later domain, refused there before, fits. Every migration that no later one requires
     "closes" a step: the measure must be strictly lower there than at the previous close.
     """
-    pol = {**DEFAULTS, **policy}
+    pol = {**DEFAULTS, **{k: v for k, v in policy.items() if v is not None}}
     hosts = _state(cluster, pol)
     overloaded = {h["name"] for h in result["hosts"] if h["overloaded"]}
+    memory_overloaded = {h["name"] for h in result["hosts"] if h["memory_overloaded"]}
+    balancing = bool(result["balance"] and result["balance"]["held"])
     migrations = result["migrations"]
     assert len(migrations) <= pol["max_migrations"]
     moved, done = set(), {}
-    before = measure(hosts, pol)
+    before = measure(hosts, pol, balancing)
     for index, move in enumerate(migrations):
         name, source, dest = move["vm"], hosts[move["source"]], hosts[move["destination"]]
         assert name not in moved, f"{name} moves twice"
@@ -135,7 +191,10 @@ def check_plan(cluster, policy, result, now=NOW):
                 f"{name} requires {required}, which did not leave {move['destination']} before it"
         enabled = [m for m in migrations[index + 1:] if name in m["requires"]]
         primary = (source["maintenance"] or move["source"] in overloaded
-                   or _breaks_rule(hosts, pol, name, move["source"]))
+                   or _breaks_rule(hosts, pol, name, move["source"])
+                   or move["source"] in memory_overloaded
+                   or _breaks_rule(hosts, pol, name, move["source"], "should")
+                   or (balancing and move["reason"].startswith("imbalance ")))
         if enabled and not primary:
             assert _loads(hosts)[move["source"]] <= pol["load_threshold"], \
                 f"{name} makes room on a host that is itself over the threshold"
@@ -156,7 +215,7 @@ def check_plan(cluster, policy, result, now=NOW):
         dest["free"] -= domain["memory_mb"]
         done[name] = move
         if not enabled:
-            after = measure(hosts, pol)
+            after = measure(hosts, pol, balancing)
             assert after < before, f"moving {name} does not improve the measure"
             before = after
     return hosts
