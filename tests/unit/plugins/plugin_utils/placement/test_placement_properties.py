@@ -209,17 +209,20 @@ def test_the_plan_uses_the_fewest_migrations_when_nothing_else_binds(scenario):
 
 
 def objective(result):
-    """The documented objective of a plan, from its output (objective.py's OBJECTIVE_TERMS)."""
+    """The engines' objective of a plan, from its output (objective.py's ENGINE_TERMS)."""
     after = result["measure"]["after"]
     return (after["on_maintenance_hosts"], after["rule_breaks"], after["overloaded_hosts"],
-            round(after["load_above_threshold"], 3), len(result["migrations"]), round(after["peak_load"], 3),
-            sum(m["memory_mb"] for m in result["migrations"]))
+            round(after["load_above_threshold"], 3), after["soft_rule_breaks"], len(result["migrations"]),
+            round(after["peak_load"], 3), sum(m["memory_mb"] for m in result["migrations"]))
 
 
 @SETTINGS
 @given(scenarios())
 def test_the_exact_plan_is_never_worse_than_the_greedy_one(scenario):
+    # The engines compete on terms 1-4 (should-rule breaks as a guard); memory and balancing moves come after,
+    # from the same greedy steps, so they are left out here to compare the engines' own plans.
     cluster, policy = scenario[:2]
+    policy = dict(policy, balance=0, memory_threshold=None, max_memory_candidate=None)
     greedy = plan(cluster, dict(policy, engine="greedy"))
     exact = plan(cluster, dict(policy, engine="exact"))
     assert greedy["engine"] == "greedy"
