@@ -311,12 +311,16 @@ STRENGTHS = ("must", "should")
 
 @dataclass(frozen=True)
 class Group:
-    """An anti-affinity group: members that must (or should) not share a host."""
+    """An anti-affinity group: members that must (or should) not share a host. `select` (a JMESPath
+    expression over the domains' facts, see selectors.py) chooses the members at each run instead."""
 
     members: Tuple[str, ...]
     strength: str = "must"
+    select: Optional[str] = None
 
     def export(self):
+        if self.select is not None:
+            return {"select": self.select, "strength": self.strength}
         return list(self.members) if self.strength == "must" else {"members": list(self.members),
                                                                     "strength": self.strength}
 
@@ -333,6 +337,31 @@ class PinRule:
         return hosts if self.strength == "must" else {"hosts": hosts, "strength": self.strength}
 
 
+@dataclass(frozen=True)
+class HostGroup:
+    """A VM-to-host rule: its members (names, or a JMESPath `select`) must (or should) run on `hosts`."""
+
+    members: Tuple[str, ...]
+    hosts: frozenset
+    strength: str = "must"
+    select: Optional[str] = None
+
+    def export(self):
+        chosen = {"select": self.select} if self.select is not None else {"members": list(self.members)}
+        return {**chosen, "hosts": sorted(self.hosts), "strength": self.strength}
+
+
+@dataclass(frozen=True)
+class Names:
+    """A list of names, plus JMESPath selections resolved at each run (exclude)."""
+
+    names: frozenset = frozenset()
+    selects: Tuple[str, ...] = ()
+
+    def export(self):
+        return sorted(self.names) + [{"select": expr} for expr in self.selects]
+
+
 def _strength(where, name, data):
     strength = data.get("strength", "must")
     if strength is None:
@@ -342,25 +371,59 @@ def _strength(where, name, data):
     return strength
 
 
+def _expression(where, name, expression):
+    """A JMESPath expression, compiled now so that a malformed one fails every run, not only some."""
+    if not isinstance(expression, str) or not expression.strip():
+        _fail(where, name, "a JMESPath expression (a non-empty string)", expression)
+    try:
+        import jmespath  # pylint: disable=import-outside-toplevel
+        from jmespath.exceptions import JMESPathError  # pylint: disable=import-outside-toplevel
+    except ImportError as error:  # pragma: no cover - jmespath is a requirement of the collection
+        raise PlacementError(f"{where}: field '{name}' needs the Python package jmespath: {error}") from error
+    try:
+        jmespath.compile(expression)
+    except JMESPathError as error:
+        raise PlacementError(f"{where}: field '{name}' is not a valid JMESPath expression, got {expression!r}:"
+                             f" {str(error).splitlines()[0]}") from error
+    return expression
+
+
+def _only_keys(name, data, keys, expected):
+    unknown = sorted(str(k) for k in data if k not in keys)
+    if unknown:
+        _fail("policy", name, f"{expected} (unknown key {unknown[0]!r})", data)
+
+
+def _members(name, data, minimum):
+    """(member names, select expression) of a rule given as a mapping with members or select."""
+    if (data.get("members") is None) == (data.get("select") is None):
+        _fail("policy", name, "a rule with exactly one of members (a list of domain names) or select"
+                              " (a JMESPath expression)", data)
+    if data.get("select") is not None:
+        return (), _expression("policy", f"{name}.select", data["select"])
+    names = _string_list("policy", data["members"], f"{name}.members")
+    if len(set(names)) < minimum:
+        _fail("policy", f"{name}.members", f"a list of at least {minimum} domain name(s)", data["members"])
+    return tuple(sorted(set(names))), None
+
+
 def _knob_groups(name, value):
-    """A list of groups: each a list of names (strength must) or {members: [...], strength: must|should}."""
+    """A list of groups: each a list of names (strength must) or {members: [...] | select: EXPR,
+    strength: must|should}."""
     groups = []
-    for group in _list("policy", value, name):
-        strength = "must"
-        members = group
+    for index, group in enumerate(_list("policy", value, name)):
         if isinstance(group, Mapping):
-            unknown = sorted(str(k) for k in group if k not in ("members", "strength"))
-            if unknown:
-                _fail("policy", name, "groups with only the keys members and strength", group)
-            strength = _strength("policy", name, group)
-            members = group.get("members")
-            if members is None:
-                _fail("policy", f"{name}.members", "a list of at least 2 domain names", group)
-        names = _string_list("policy", members, name)
+            where = f"{name}[{index}]"
+            _only_keys(where, group, ("members", "select", "strength"),
+                       "a list of names or {members|select, strength}")
+            members, select = _members(where, group, 2)
+            groups.append(Group(members, _strength("policy", where, group), select))
+            continue
+        names = _string_list("policy", group, name)
         if len(set(names)) < 2:
             _fail("policy", name, "a list of groups of at least 2 domain names", group)
-        groups.append(Group(tuple(sorted(set(names))), strength))
-    return tuple(sorted(set(groups), key=lambda g: (g.members, g.strength)))
+        groups.append(Group(tuple(sorted(set(names)))))
+    return tuple(sorted(set(groups), key=lambda g: (g.members, g.strength, g.select or "")))
 
 
 def _knob_pin(name, value):
@@ -371,16 +434,29 @@ def _knob_pin(name, value):
             _fail("policy", name, "a mapping of domain name to list of host names", {domain: hosts})
         strength = "must"
         if isinstance(hosts, Mapping):
-            unknown = sorted(str(k) for k in hosts if k not in ("hosts", "strength"))
-            if unknown:
-                _fail("policy", f"{name}.{domain}", "a list of hosts or {hosts: [...], strength: must|should}",
-                      hosts)
+            _only_keys(f"{name}.{domain}", hosts, ("hosts", "strength"),
+                       "a list of hosts or {hosts: [...], strength: must|should}")
             strength = _strength("policy", f"{name}.{domain}", hosts)
             hosts = hosts.get("hosts")
             if hosts is None:
                 _fail("policy", f"{name}.{domain}.hosts", "a list of host names", hosts)
         pin[str(domain)] = PinRule(frozenset(_string_list("policy", hosts, f"{name}.{domain}")), strength)
     return pin
+
+
+def _knob_host_groups(name, value):
+    """A list of {members: [...] | select: EXPR, hosts: [...], strength: must|should}."""
+    rules = []
+    for index, rule in enumerate(_list("policy", value, name)):
+        where = f"{name}[{index}]"
+        _mapping("policy", rule, where)
+        _only_keys(where, rule, ("members", "select", "hosts", "strength"), "{members|select, hosts, strength}")
+        members, select = _members(where, rule, 1)
+        if rule.get("hosts") is None:
+            _fail("policy", f"{where}.hosts", "a list of host names", rule.get("hosts"))
+        hosts = frozenset(_string_list("policy", rule["hosts"], f"{where}.hosts"))
+        rules.append(HostGroup(members, hosts, _strength("policy", where, rule), select))
+    return tuple(rules)
 
 
 def _knob_tags(name, value):
@@ -394,6 +470,18 @@ def _knob_tags(name, value):
 
 def _knob_names(name, value):
     return frozenset(_string_list("policy", value, name))
+
+
+def _knob_selection(name, value):
+    """Names, or {select: EXPR} entries resolved at each run."""
+    names, selects = [], []
+    for index, entry in enumerate(_list("policy", value, name)):
+        if isinstance(entry, Mapping):
+            _only_keys(f"{name}[{index}]", entry, ("select",), "a domain name or {select: EXPR}")
+            selects.append(_expression("policy", f"{name}[{index}].select", entry.get("select")))
+        else:
+            names.append(entry)
+    return Names(frozenset(_string_list("policy", names, name)), tuple(sorted(set(selects))))
 
 
 def _knob_choice(choices):
@@ -429,7 +517,8 @@ POLICY = (
     Knob("memory_reserve_mb", 512, _knob_number(minimum=0)),
     Knob("anti_affinity", [], _knob_groups, lambda groups: [g.export() for g in groups]),
     Knob("pin", {}, _knob_pin, lambda pin: {k: v.export() for k, v in sorted(pin.items())}),
-    Knob("exclude", [], _knob_names, sorted),
+    Knob("affinity_hosts", [], _knob_host_groups, lambda rules: [r.export() for r in rules]),
+    Knob("exclude", [], _knob_selection, lambda names: names.export()),
     Knob("maintenance", [], _knob_names, sorted),
     Knob("interval", 5, _knob_number(above=0)),
     Knob("engine", "auto", _knob_choice(ENGINES)),
@@ -451,11 +540,12 @@ def _as_dict(self):
 
 
 DERIVED = (
-    ("hard_pin", "domain name -> frozenset of hosts, the must pins (rules.Pin)"),
-    ("soft_pin", "the same for the should pins (rules.SoftPin)"),
+    ("hard_pin", "domain name -> frozenset of hosts, the must pins and affinity_hosts rules (rules.Pin)"),
+    ("soft_pin", "the same for the should ones (rules.SoftPin)"),
     ("groups_of", "domain name -> its must anti-affinity groups (tuples of names)"),
     ("soft_groups_of", "domain name -> its should anti-affinity groups"),
     ("hard_groups", "the must anti-affinity groups, tuples of names"),
+    ("excluded", "the names exclude lists and selects (rules.Exclude)"),
     ("memory_candidate", "max_memory_candidate, or memory_threshold when that is null"),
 )
 
@@ -466,6 +556,49 @@ Policy = make_dataclass(
     namespace={"as_dict": _as_dict, "__doc__": "The parsed policy: one field per POLICY knob, plus what is derived "
                                                "from them once: " + "; ".join(f"{n}: {d}" for n, d in DERIVED)},
 )
+
+
+def derive(values, selected=None):
+    """The DERIVED fields from the knobs' values; `selected` maps each JMESPath expression to the
+    names it selects in this run (selectors.py); without it a selection is empty."""
+    selected = selected or {}
+
+    def members(rule):
+        return tuple(sorted(set(selected.get(rule.select, ())))) if rule.select is not None else rule.members
+
+    groups_of, soft_groups_of, hard_groups = {}, {}, []
+    for group in values["anti_affinity"]:
+        names = members(group)
+        if len(names) < 2:
+            continue  # a selection of fewer than 2 keeps nobody apart (the plan warns)
+        if group.strength == "must":
+            hard_groups.append(names)
+        for name in names:
+            (groups_of if group.strength == "must" else soft_groups_of).setdefault(name, []).append(names)
+    pins = {"must": {}, "should": {}}
+    for name, rule in values["pin"].items():
+        pins[rule.strength][name] = rule.hosts
+    for rule in values["affinity_hosts"]:
+        for name in members(rule):  # several rules on one domain: it must run where all of them allow
+            pins[rule.strength][name] = pins[rule.strength].get(name, rule.hosts) & rule.hosts
+    excluded = set(values["exclude"].names)
+    for expression in values["exclude"].selects:
+        excluded.update(selected.get(expression, ()))
+    memory_candidate = values["max_memory_candidate"]
+    return {
+        "hard_pin": pins["must"],
+        "soft_pin": pins["should"],
+        "groups_of": groups_of,
+        "soft_groups_of": soft_groups_of,
+        "hard_groups": tuple(sorted(set(hard_groups))),
+        "excluded": frozenset(excluded),
+        "memory_candidate": memory_candidate if memory_candidate is not None else values["memory_threshold"],
+    }
+
+
+def knob_values(policy):
+    """The knobs' values of a parsed Policy, as parse_policy gave them to derive()."""
+    return {knob.name: getattr(policy, knob.name) for knob in POLICY}
 
 
 def parse_policy(policy):
@@ -497,16 +630,4 @@ def parse_policy(policy):
               memory_candidate)
     if values["now"] is None:
         values["now"] = time.time()  # the only impure input; tests and reproducible runs pass `now`
-    groups_of, soft_groups_of = {}, {}
-    for group in values["anti_affinity"]:
-        for name in group.members:
-            (groups_of if group.strength == "must" else soft_groups_of).setdefault(name, []).append(group.members)
-    return Policy(
-        **values,
-        hard_pin={n: r.hosts for n, r in values["pin"].items() if r.strength == "must"},
-        soft_pin={n: r.hosts for n, r in values["pin"].items() if r.strength == "should"},
-        groups_of=groups_of,
-        soft_groups_of=soft_groups_of,
-        hard_groups=tuple(g.members for g in values["anti_affinity"] if g.strength == "must"),
-        memory_candidate=memory_candidate if memory_candidate is not None else values["memory_threshold"],
-    )
+    return Policy(**values, **derive(values))

@@ -14,7 +14,7 @@ Engines (policy.engine):
 from dataclasses import dataclass
 from typing import Optional
 
-from . import exact, explain, rules, steps
+from . import exact, explain, rules, selectors, steps
 from .history import SUSTAINED, Judgment, held_spread, judge, minutes, recent_peak
 from .model import parse_cluster, parse_policy
 from .objective import (BALANCE_LEVELS, COUNT_TERMS, MEASURE_TERMS, Measured, engine_objective_of, imbalance,
@@ -109,8 +109,11 @@ class Planning:
     """One run: the parsed input, the greedy plan and, where it serves, the exact one."""
 
     def __init__(self, hosts, policy):
+        policy, selection_warnings = selectors.resolve(policy, hosts)
         self.hosts, self.policy = hosts, policy
         self.log = explain.DecisionLog()
+        for text in selection_warnings:
+            self.log.warn(text)
         known = {h.name for h in hosts}
         for name in sorted(policy.maintenance - known):
             self.log.warn(f"maintenance host {name} is not in the pool: nothing to empty")

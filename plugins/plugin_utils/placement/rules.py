@@ -30,7 +30,7 @@ class Exclude:
 
     @staticmethod
     def blocks(domain, policy):
-        return "excluded by policy" if domain.name in policy.exclude else None
+        return "excluded by policy" if domain.name in policy.excluded else None
 
 
 class Cooldown:

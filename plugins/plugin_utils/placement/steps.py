@@ -19,8 +19,8 @@ won, the steps for the measure's lower terms (objective.py), each move lowering 
 raising none above it, within what is left of max_migrations (run_lower):
 5. shed_memory: hosts whose memory load has stayed over memory_threshold for max_over minutes, the
    domain with the most memory first, until the host is at most at the threshold.
-6. repair_soft: one domain breaking a should rule moves to a host that keeps every rule, if one
-   does (at most one such migration per run).
+6. repair_soft: each domain breaking a should rule moves to a host that keeps every rule, when
+   one migration does it (no make-room chain for a should rule).
 7. balance: while the imbalance is held above the level's target, the move that lowers the busier
    of its two hosts the most, net of its cost (objective.BalanceLevel), judged on the domain's
    persistent demand (history.persistent), each move lowering the imbalance.
@@ -270,11 +270,12 @@ def shed_memory(greedy, host, reason):
 
 
 def repair_soft(greedy, soft_breaks):
-    """Move one domain that breaks a should rule to a host that keeps every rule (least memory first)."""
-    state = greedy.state
+    """Move each domain that breaks a should rule to a host that keeps every rule, when one migration
+    does it (least memory first; no make-room chain for a should rule)."""
+    state, progress = greedy.state, False
     for name in sorted(soft_breaks, key=lambda n: objective.repair_order(state.domains[n])):
         if greedy.budget <= 0:
-            return False
+            break
         domain = state.domains[name]
         source_name = state.placement[name]
         reason = rules.soft_break(name, source_name, greedy.policy, state.placement)
@@ -283,8 +284,8 @@ def repair_soft(greedy, soft_breaks):
         dest = greedy.search.best_keeping(domain, state[source_name])
         if dest is not None:
             greedy.move(domain, dest, f"should rule: {reason}")
-            return True
-    return False
+            progress = True
+    return progress
 
 
 def balance(greedy, level, imbalance_now):

@@ -53,6 +53,41 @@ CASES = {
         "hv2 not in pin [hv1, hv3]",
         dict(policy={"pin": {"web1": ["hv1", "hv2"]}}),
     ),
+    "max_memory_candidate": (
+        dict(hv2_domains=[domain("a", 0.1, memory_mb=32000)], policy={"memory_threshold": 0.5}),
+        "hv2 memory load 0.49 + 0.02 = 0.50 > max_memory_candidate 0.5",
+        dict(hv2_domains=[domain("a", 0.1, memory_mb=31744)], policy={"memory_threshold": 0.5}),  # exactly 0.5
+    ),
+    "max_memory_candidate below memory_threshold": (
+        dict(hv2_domains=[domain("a", 0.1, memory_mb=26000)], policy={"memory_threshold": 0.5,
+                                                                       "max_memory_candidate": 0.4}),
+        "> max_memory_candidate 0.4",
+        dict(hv2_domains=[domain("a", 0.1, memory_mb=26000)], policy={"memory_threshold": 0.5}),
+    ),
+    "anti-affinity chosen by tags (JMESPath)": (
+        dict(web1={"tags": ["db"]}, hv2_domains=[domain("db2", 0.5, tags=["db", "prod"])],
+             policy={"anti_affinity": [{"select": "[?contains(tags, 'db')].name"}]}),
+        "hv2 anti-affinity group [db2, web1]: db2 runs there",
+        dict(web1={"tags": ["db"]}, hv2_domains=[domain("db2", 0.5, tags=["web"])],
+             policy={"anti_affinity": [{"select": "[?contains(tags, 'db')].name"}]}),
+    ),
+    "anti-affinity chosen by inventory tags": (
+        dict(hv2_domains=[domain("db2", 0.5)], policy={"tags": {"web1": ["db"], "db2": ["db"]},
+                                                       "anti_affinity": [{"select": "[?contains(tags, 'db')].name"}]}),
+        "hv2 anti-affinity group [db2, web1]: db2 runs there",
+        dict(hv2_domains=[domain("db2", 0.5)], policy={"tags": {"web1": ["db"]},
+                                                       "anti_affinity": [{"select": "[?contains(tags, 'db')].name"}]}),
+    ),
+    "affinity_hosts": (
+        dict(policy={"affinity_hosts": [{"members": ["web1"], "hosts": ["hv1", "hv3"]}]}),
+        "hv2 not in pin [hv1, hv3]",
+        dict(policy={"affinity_hosts": [{"members": ["web1"], "hosts": ["hv1", "hv2"]}]}),
+    ),
+    "affinity_hosts chosen by memory (JMESPath)": (
+        dict(policy={"affinity_hosts": [{"select": "[?memory_mb > `512`].name", "hosts": ["hv1"]}]}),
+        "hv2 not in pin [hv1]",
+        dict(policy={"affinity_hosts": [{"select": "[?memory_mb > `4096`].name", "hosts": ["hv1"]}]}),
+    ),
     "maintenance destination (host flag)": (
         dict(hv2={"maintenance": True}),
         "1 host(s) in maintenance (hv2)",
@@ -67,6 +102,11 @@ CASES = {
         dict(policy={"exclude": ["stay", "web1"]}),
         "excluded by policy",
         dict(policy={"exclude": ["stay"]}),
+    ),
+    "exclude chosen by JMESPath": (
+        dict(policy={"exclude": ["stay", {"select": "[?starts_with(name, 'web')].name"}]}),
+        "excluded by policy",
+        dict(policy={"exclude": ["stay", {"select": "[?starts_with(name, 'db')].name"}]}),
     ),
     "cooldown": (
         dict(web1={"last_migration": {"time": NOW - 12 * MIN, "source": "hv2", "destination": "hv1"}}),
