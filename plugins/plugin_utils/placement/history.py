@@ -134,3 +134,19 @@ def persistent(samples, current, window, now):
 def recent_peak(samples, current, window, now):
     """The highest of a host's samples over the last `window` minutes and its load now."""
     return max([current] + (recent(samples, window, now) if samples else []))
+
+
+def trend(samples, current, window, horizon, now):
+    """A domain's forecast demand `horizon` minutes from now: its use now plus the least-squares slope
+    of its samples over the last `window` minutes times the horizon, at least 0. With fewer than 3
+    samples in the window there is no trend: the forecast is its use now."""
+    points = [(t, value) for t, value in samples if t > now - window * 60]
+    if len(points) < 3:
+        return current
+    mean_t = math.fsum(t for t, _v in points) / len(points)
+    mean_v = math.fsum(v for _t, v in points) / len(points)
+    spread_t = math.fsum((t - mean_t) ** 2 for t, _v in points)
+    if spread_t <= 0:
+        return current
+    slope = math.fsum((t - mean_t) * (v - mean_v) for t, v in points) / spread_t
+    return max(0.0, current + slope * horizon * 60)

@@ -32,6 +32,7 @@ class Domain:
     last_migration_source: Optional[str] = None
     tags: Tuple[str, ...] = ()
     samples: Tuple[Tuple[float, float], ...] = ()  # (epoch, cores used), oldest first; () when unknown
+    forecast: Optional[float] = None  # cores forecast max_over minutes ahead (planner, when predictive)
 
     @property
     def running(self):
@@ -492,6 +493,12 @@ def _knob_choice(choices):
     return parse
 
 
+def _knob_bool(name, value):
+    if not isinstance(value, bool):
+        _fail("policy", name, "a boolean", value)
+    return value
+
+
 def _knob_level(name, value):
     level = _count("policy", {name: value}, name)
     if level > 5:
@@ -525,6 +532,7 @@ POLICY = (
     Knob("solver_seconds", 10, _knob_number(above=0)),
     Knob("memory_threshold", None, _knob_fraction),  # None: memory is only a fit rule, never a reason to move
     Knob("max_memory_candidate", None, _knob_fraction),  # None: memory_threshold
+    Knob("predictive", True, _knob_bool),
     Knob("balance", 2, _knob_level),
     Knob("balance_hold", 15, _knob_number(minimum=0)),
     Knob("tags", {}, _knob_tags, lambda tags: {k: list(v) for k, v in sorted(tags.items())}),

@@ -7,30 +7,37 @@ The plan's objective, compared term by term (lexicographically), smaller is bett
   2. rule_breaks              running domains breaking a must pin or a must anti-affinity group
   3. overloaded_hosts         hosts whose load is above load_threshold
   4. load_above_threshold     sum over hosts of (load - load_threshold) where positive
-  5. memory_overloaded_hosts  hosts whose memory load is above memory_threshold (0 when it is null)
-  6. memory_above_threshold   sum over hosts of (memory load - memory_threshold) where positive
-  7. soft_rule_breaks         running domains breaking a should pin or a should anti-affinity group
-  8. imbalance                while balancing acts (policy.balance > 0 and the spread of host loads has
+  5. forecast_above_threshold with policy.predictive, the sum over hosts not in maintenance and at
+                              most at the threshold of (forecast load - load_threshold) where
+                              positive: hosts about to cross it. The forecast load is the sum of the
+                              forecast demand (history.trend) of the domains on the host over its
+                              CPUs; without policy.predictive the term is 0
+  6. memory_overloaded_hosts  hosts whose memory load is above memory_threshold (0 when it is null)
+  7. memory_above_threshold   sum over hosts of (memory load - memory_threshold) where positive
+  8. soft_rule_breaks         running domains breaking a should pin or a should anti-affinity group
+  9. imbalance                while balancing acts (policy.balance > 0 and the spread of host loads has
                               stayed above the level's target for balance_hold minutes): the standard
                               deviation of the loads of the hosts not in maintenance, plus that of their
                               memory loads when memory_threshold is set; else 0
-  9. migrations               number of migrations in the plan
- 10. peak_load                highest host load after the plan
- 11. memory_moved_mb          memory of the domains moved
-Terms 1-8 are the measure of a cluster state (MEASURE_TERMS, reported before and after with the
+ 10. migrations               number of migrations in the plan
+ 11. peak_load                highest host load after the plan
+ 12. memory_moved_mb          memory of the domains moved
+Terms 1-9 are the measure of a cluster state (MEASURE_TERMS, reported before and after with the
 tie-breakers peak_load and sum_of_squares). A single migration is "strictly better" when it lowers
-the measure: it lowers one of terms 1-8 and raises none before it. Every migration of a plan does,
+the measure: it lowers one of terms 1-9 and raises none before it. Every migration of a plan does,
 except a make-room migration, which leaves the measure as it is and lets a later migration that
-`requires` it lower it. So no plan contains a move that only shuffles load, terms 9-11 choose
-among the plans that reach the same terms 1-8, and re-planning the predicted result plans nothing.
-Only sustained-overloaded hosts shed load (terms 3-4), only hosts whose memory load has stayed over
-memory_threshold for max_over minutes shed memory (5-6), and balancing moves happen only while the
-imbalance is held (8); the destination rules (max_load_candidate <= load_threshold,
-max_memory_candidate <= memory_threshold) keep every move from raising a term above its own.
+`requires` it lower it. So no plan contains a move that only shuffles load, terms 10-12 choose
+among the plans that reach the same terms 1-9, and re-planning the predicted result plans nothing.
+Only sustained-overloaded hosts shed load (terms 3-4), only hosts whose forecast is over the
+threshold shed for it (5), only hosts whose memory load has stayed over memory_threshold for
+max_over minutes shed memory (6-7), and balancing moves happen only while the imbalance is held
+(9); the destination rules (load and forecast <= max_load_candidate <= load_threshold, memory load
+<= max_memory_candidate <= memory_threshold) keep every move from raising a term above its own.
 
 The engines: the exact one (exact.py) solves terms 1-4, then migrations and peak, exactly;
-ENGINE_TERMS chooses between its plan and the greedy one. Terms 5-8 are then lowered by the greedy
-steps that follow (steps.py: shed memory, repair should rules, balance), each move lowering them.
+ENGINE_TERMS chooses between its plan and the greedy one. Terms 5-9 are then lowered by the greedy
+steps that follow (steps.py: shed for the forecast, shed memory, repair should rules, balance),
+each move lowering them.
 
 A new objective is a new term here (in its documented place) and, for the greedy search, a weigher
 below: a function giving the sort key of a choice.
@@ -40,11 +47,12 @@ import math
 from dataclasses import dataclass
 
 MEASURE_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "load_above_threshold",
-                 "memory_overloaded_hosts", "memory_above_threshold", "soft_rule_breaks", "imbalance",
-                 "peak_load", "sum_of_squares")
+                 "forecast_above_threshold", "memory_overloaded_hosts", "memory_above_threshold", "soft_rule_breaks",
+                 "imbalance", "peak_load", "sum_of_squares")
+MEASURED = MEASURE_TERMS.index("peak_load")  # terms before it are the measure proper; the rest break ties
 COUNT_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "memory_overloaded_hosts",
                "soft_rule_breaks")
-OBJECTIVE_TERMS = MEASURE_TERMS[:8] + ("migrations", "peak_load", "memory_moved_mb")
+OBJECTIVE_TERMS = MEASURE_TERMS[:MEASURED] + ("migrations", "peak_load", "memory_moved_mb")
 # What the exact engine optimises, and how its plan and the greedy one are compared (before the
 # greedy steps for terms 5-8 run on the chosen one): should-rule breaks count, since the exact model
 # does not know should rules and must not break more of them than the greedy plan.
@@ -71,6 +79,7 @@ class Measured:
     memory_loads: tuple = ()
     memory_threshold: float = None
     soft_breaks: int = 0
+    forecasts: tuple = ()  # forecast loads of the hosts not in maintenance and at most at the threshold
     balancing: bool = False
     balance_loads: tuple = ()  # loads of the hosts not in maintenance
     balance_memory_loads: tuple = ()
@@ -93,6 +102,7 @@ def measure_of(m):
             m.breaks,
             sum(1 for load in loads if load > m.threshold),
             math.fsum(max(0.0, load - m.threshold) for load in loads),
+            math.fsum(max(0.0, load - m.threshold) for load in m.forecasts),
             memory_over,
             memory_above,
             m.soft_breaks,
@@ -101,14 +111,19 @@ def measure_of(m):
             math.fsum(load * load for load in loads))
 
 
+def _memory_moved(moves):
+    return math.fsum(move.domain.memory_mb for move in moves)
+
+
 def objective_of(measure, moves):
     """The plan's objective (OBJECTIVE_TERMS) from the measure after it and its moves."""
-    return measure[:8] + (len(moves), measure[8], math.fsum(move.domain.memory_mb for move in moves))
+    return measure[:MEASURED] + (len(moves), measure[MEASURED], _memory_moved(moves))
 
 
 def engine_objective_of(measure, moves):
     """The objective the engines are compared by (ENGINE_TERMS)."""
-    return measure[:4] + (measure[6], len(moves), measure[8], math.fsum(move.domain.memory_mb for move in moves))
+    soft = measure[MEASURE_TERMS.index("soft_rule_breaks")]
+    return measure[:4] + (soft, len(moves), measure[MEASURED], _memory_moved(moves))
 
 
 # ---------------------------------------------------------------- balancing levels
@@ -138,6 +153,11 @@ def balance_cost(memory_mb):
 
 
 # ---------------------------------------------------------------- weighers (greedy search)
+
+def forecast_shed_order(domain):
+    """Which domain leaves a host whose forecast is over first: the highest forecast demand."""
+    return (-(domain.forecast or 0.0), domain.memory_mb, domain.name, domain.uuid)
+
 
 def memory_shed_order(domain):
     """Which domain leaves a memory-overloaded host first: the most memory; CPU and name make it total."""

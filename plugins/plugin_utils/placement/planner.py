@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import exact, explain, rules, selectors, steps
-from .history import SUSTAINED, Judgment, held_spread, judge, minutes, recent_peak
+from .history import SUSTAINED, Judgment, held_spread, judge, minutes, recent_peak, trend
 from .model import parse_cluster, parse_policy
 from .objective import (BALANCE_LEVELS, COUNT_TERMS, MEASURE_TERMS, Measured, engine_objective_of, imbalance,
                         measure_of, spread)
 from .search import Search
 from .state import ClusterState, rounded
+
+IMBALANCE = MEASURE_TERMS.index("imbalance")
+TREND_WINDOW = 3  # x max_over: the minutes of samples a trend is fitted on (history.trend)
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Verdict:
     memory: Optional[Judgment] = None  # None while memory_threshold is null
     memory_sustained: bool = False
     memory_reason: str = ""
+    forecast_over: bool = False  # policy.predictive: at most the threshold now, over it in max_over minutes
 
 
 def assess(state, policy):
@@ -51,7 +55,10 @@ def assess(state, policy):
                                 and memory.verdict == SUSTAINED)
             memory_reason = (f"{host.name} memory {current.memory_load:.2f} > memory_threshold"
                              f" {policy.memory_threshold} for {minutes(memory.over_for_min)} min")
-        verdicts[host.name] = Verdict(judgment, sustained, reason, memory, memory_sustained, memory_reason)
+        forecast_over = (policy.predictive and not current.maintenance and current.load <= policy.load_threshold
+                         and current.forecast > policy.load_threshold)
+        verdicts[host.name] = Verdict(judgment, sustained, reason, memory, memory_sustained, memory_reason,
+                                      forecast_over)
     return verdicts
 
 
@@ -90,6 +97,8 @@ def measure_now(state, policy, balancing=False, initial=False):
         memory_loads=memory_loads,
         memory_threshold=policy.memory_threshold,
         soft_breaks=len(soft_breaks(state, policy)),
+        forecasts=tuple(s.forecast for s in states if not s.maintenance and s.load <= policy.load_threshold)
+        if policy.predictive else (),
         balancing=balancing,
         balance_loads=tuple(loads[i] for i in calm),
         balance_memory_loads=tuple(memory_loads[i] for i in calm),
@@ -114,6 +123,11 @@ class Planning:
         self.log = explain.DecisionLog()
         for text in selection_warnings:
             self.log.warn(text)
+        if policy.predictive:
+            window = TREND_WINDOW * policy.max_over
+            for host in hosts:
+                for domain in host.running:
+                    domain.forecast = trend(domain.samples, domain.cpu, window, policy.max_over, policy.now)
         known = {h.name for h in hosts}
         for name in sorted(policy.maintenance - known):
             self.log.warn(f"maintenance host {name} is not in the pool: nothing to empty")
@@ -147,13 +161,22 @@ class Planning:
         self.budget = greedy.budget
         if policy.engine != "greedy" and needs_work(state, self.verdicts, self.initial_breaks):
             self._try_exact()
+        if self.engine == "exact":
+            # The greedy steps on the exact plan, with what is left of the budget: they find whether a
+            # make-room chain was cut short by max_migrations (the plan then says so), and finish what a
+            # solve stopped by its limits left.
+            finish = steps.Greedy(state, policy, self.log, self.verdicts)
+            steps.run(finish, self.initial_breaks)
+            self.out_of_budget = self.out_of_budget or finish.out_of_budget
+            self.budget = finish.budget
         peaks = {h.name: recent_peak(h.samples, state[h.name].initial_load, policy.max_over, policy.now)
                  for h in self.hosts}
         lower = steps.Greedy(state, policy, self.log, self.verdicts, peaks)
         memory_hosts = [(h, self.verdicts[h.name].memory_reason) for h in self.hosts
                         if self.verdicts[h.name].memory_sustained]
-        steps.run_lower(lower, memory_hosts, soft_breaks(state, policy), self.level if self.balancing else None,
-                        self.imbalance)
+        forecast_hosts = [h for h in self.hosts if policy.predictive and not state[h.name].maintenance]
+        steps.run_lower(lower, forecast_hosts, memory_hosts, soft_breaks(state, policy),
+                        self.level if self.balancing else None, self.imbalance)
         return self.report()
 
     def _try_exact(self):
@@ -195,8 +218,8 @@ class Planning:
             return None
         return {"level": self.policy.balance, "target": self.level.target, "min_gain": self.level.min_gain,
                 "held": self.spread.held, "reason": self.spread.reason,
-                "imbalance_before": rounded(self.initial_measure[7]) if self.balancing else None,
-                "imbalance_after": rounded(self.current_measure()[7]) if self.balancing else None}
+                "imbalance_before": rounded(self.initial_measure[IMBALANCE]) if self.balancing else None,
+                "imbalance_after": rounded(self.current_measure()[IMBALANCE]) if self.balancing else None}
 
     def report(self):
         state, policy = self.state, self.policy

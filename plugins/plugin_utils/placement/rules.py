@@ -170,6 +170,28 @@ class MaxMemoryCandidate:
         return None
 
 
+class ForecastCandidate:
+    """With policy.predictive, a destination's forecast load after a move (history.trend of the
+    domains that would run there) stays at most max_load_candidate, so no move makes a host that
+    must shed for its forecast."""
+
+    name = "forecast"
+
+    @staticmethod
+    def surely_rejects(domain, dest, policy, after):
+        return False  # needs the forecast sum; decided by rejects
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        if not policy.predictive:
+            return None
+        after = dest.forecast_with(domain)
+        if after > policy.max_load_candidate + TOLERANCE:
+            return (f"{dest.name} forecast {dest.forecast:.2f} + {after - dest.forecast:.2f}"
+                    f" = {after:.2f} > max_load_candidate {policy.max_load_candidate}")
+        return None
+
+
 class MaxVmPerHost:
     name = "max_vm_per_host"
 
@@ -220,10 +242,29 @@ class AntiAffinity:
         return None
 
 
-PLACE = (Maintenance, Pin, MaxLoadCandidate, Memory, MaxMemoryCandidate, MaxVmPerHost, AntiAffinity)
+PLACE = (Maintenance, Pin, MaxLoadCandidate, Memory, MaxMemoryCandidate, MaxVmPerHost, AntiAffinity,
+         ForecastCandidate)
 # The numeric rules, in the order a search's fast path tests them.
 NUMERIC = (MaxLoadCandidate, Memory, MaxMemoryCandidate, MaxVmPerHost)
 BROKEN = (Pin, AntiAffinity)
+
+
+# ---------------------------------------------------------------- voluntary moves
+
+class NoReturn:
+    """A move for the measure's lower terms (a forecast, memory, a should rule, balance) never sends
+    a domain back to the host it left less than RETURN_MINUTES ago: that would be a ping-pong."""
+
+    name = "no_return"
+    RETURN_MINUTES = 120
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        if (domain.last_migration_source != dest.name or domain.last_migration_time is None
+                or policy.now - domain.last_migration_time >= NoReturn.RETURN_MINUTES * 60):
+            return None
+        return (f"{domain.name} left {dest.name} {minutes(max(0.0, policy.now - domain.last_migration_time) / 60)}"
+                f" min ago (< {NoReturn.RETURN_MINUTES} min)")
 
 
 # ---------------------------------------------------------------- should rules

@@ -57,6 +57,11 @@ class Move:
         }
 
 
+def _forecast(domain):
+    """A domain's forecast demand (set by the planner when policy.predictive is on), else its use now."""
+    return domain.cpu if domain.forecast is None else domain.forecast
+
+
 @dataclass(eq=False)
 class HostState:
     """A host's predicted resources while the plan is being built."""
@@ -68,6 +73,7 @@ class HostState:
     free_parts: list
     memory_mb: float = 0.0
     used_parts: list = field(default_factory=list)
+    forecast_parts: list = field(default_factory=list)
     running: int = 0
     load: float = 0.0
     free_mb: float = 0.0
@@ -82,7 +88,7 @@ class HostState:
     @classmethod
     def of(cls, host, maintenance):
         state = cls(host.name, host.cpus, maintenance, [d.cpu for d in host.running], [host.memory_free_mb],
-                    host.memory_mb, [d.memory_mb for d in host.running])
+                    host.memory_mb, [d.memory_mb for d in host.running], [_forecast(d) for d in host.running])
         state.running = len(state.cpu_values)
         state._changed()
         state.initial_load, state.initial_free_mb, state.initial_running = state.load, state.free_mb, state.running
@@ -96,6 +102,14 @@ class HostState:
 
     def memory_load_with(self, memory_mb):
         return (self.used_mb + memory_mb) / self.memory_mb if self.memory_mb > 0 else 0.0
+
+    @property
+    def forecast(self):
+        """The host's forecast load: its domains' forecast demand (history.trend) over its CPUs."""
+        return math.fsum(self.forecast_parts) / self.cpus
+
+    def forecast_with(self, domain):
+        return math.fsum(self.forecast_parts + [_forecast(domain)]) / self.cpus
 
     @property
     def initial_memory_load(self):
@@ -113,6 +127,7 @@ class HostState:
         self.used_mb = math.fsum(self.used_parts)
 
     def add(self, domain):
+        self.forecast_parts.append(_forecast(domain))
         self.cpu_values.append(domain.cpu)
         self.free_parts.append(-domain.memory_mb)
         self.used_parts.append(domain.memory_mb)
@@ -120,6 +135,7 @@ class HostState:
         self._changed()
 
     def remove(self, domain):
+        self.forecast_parts.remove(_forecast(domain))
         self.cpu_values.remove(domain.cpu)
         self.free_parts.append(domain.memory_mb)
         self.used_parts.remove(domain.memory_mb)
@@ -127,6 +143,7 @@ class HostState:
         self._changed()
 
     def unadd(self, domain):
+        self.forecast_parts.remove(_forecast(domain))
         self.cpu_values.remove(domain.cpu)
         self.free_parts.remove(-domain.memory_mb)
         self.used_parts.remove(domain.memory_mb)
@@ -134,6 +151,7 @@ class HostState:
         self._changed()
 
     def unremove(self, domain):
+        self.forecast_parts.append(_forecast(domain))
         self.cpu_values.append(domain.cpu)
         self.free_parts.remove(domain.memory_mb)
         self.used_parts.append(domain.memory_mb)

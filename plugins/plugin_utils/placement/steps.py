@@ -17,11 +17,14 @@
 The greedy plan is the exact engine's warm start and fallback (planner.py). Then, on whichever plan
 won, the steps for the measure's lower terms (objective.py), each move lowering its own term and
 raising none above it, within what is left of max_migrations (run_lower):
-5. shed_memory: hosts whose memory load has stayed over memory_threshold for max_over minutes, the
+5. shed_forecast: with policy.predictive, hosts at most at the threshold whose forecast load is
+   over it, the domain with the highest forecast demand first, until the forecast is at most the
+   threshold (a sustained host the engines brought under the threshold may be one too).
+6. shed_memory: hosts whose memory load has stayed over memory_threshold for max_over minutes, the
    domain with the most memory first, until the host is at most at the threshold.
-6. repair_soft: each domain breaking a should rule moves to a host that keeps every rule, when
+7. repair_soft: each domain breaking a should rule moves to a host that keeps every rule, when
    one migration does it (no make-room chain for a should rule).
-7. balance: while the imbalance is held above the level's target, the move that lowers the busier
+8. balance: while the imbalance is held above the level's target, the move that lowers the busier
    of its two hosts the most, net of its cost (objective.BalanceLevel), judged on the domain's
    persistent demand (history.persistent), each move lowering the imbalance.
 """
@@ -34,7 +37,6 @@ from .state import Move
 
 BALANCE_SOURCES = 8  # the busiest hosts a balancing step looks at
 BALANCE_DESTINATIONS = 16  # and the calmest
-RETURN_HOLD = 120  # minutes: balancing never sends a domain back to the host it left within this (ping-pong)
 
 
 @dataclass
@@ -54,8 +56,8 @@ class Greedy:
         self.policy = policy
         self.log = log
         self.verdicts = verdicts
-        self.search = Search(state, policy, log)
-        self.recent_peaks = recent_peaks or {}  # host name -> history.recent_peak, for balancing
+        self.recent_peaks = recent_peaks  # host name -> history.recent_peak; set for the lower terms' steps
+        self.search = Search(state, policy, log, voluntary=recent_peaks is not None)
         self.balance_refused = set()
 
     @property
@@ -253,6 +255,24 @@ def run(greedy, initial_breaks):
 # ---------------------------------------------------------------- the measure's lower terms
 
 
+def shed_forecast(greedy, host):
+    """Bring a host's forecast load to the threshold, highest forecast demand first."""
+    source, progress = greedy.state[host.name], False
+    threshold = greedy.policy.load_threshold
+    reason = (f"{host.name} trend {source.load:.2f} -> {source.forecast:.2f} in"
+              f" {history.minutes(greedy.policy.max_over)} min > {threshold}")
+    for domain in sorted(host.running, key=objective.forecast_shed_order):
+        if greedy.budget <= 0 or source.forecast <= threshold:
+            break
+        if not domain.forecast or not greedy.movable(domain):
+            continue
+        dest = greedy.search.best_destination(domain, source)
+        if dest is not None:
+            greedy.move(domain, dest, reason)
+            progress = True
+    return progress
+
+
 def shed_memory(greedy, host, reason):
     """Bring a host whose memory overload is sustained to memory_threshold, most memory first."""
     source, progress = greedy.state[host.name], False
@@ -327,9 +347,6 @@ def _best_balancing_move(greedy, level):
             for dest in calm:
                 if dest is source or dest.load >= source.load or (domain.name, dest.name) in greedy.balance_refused:
                     continue
-                if (dest.name == domain.last_migration_source and domain.last_migration_time is not None
-                        and policy.now - domain.last_migration_time < RETURN_HOLD * 60):
-                    continue  # it left there lately: going back would be a ping-pong
                 # the busier of the two hosts after the move, with the domain's persistent demand
                 gain = source.load - max(source.load - demand / source.cpus, dest.load + demand / dest.cpus)
                 actual = source.load - max(source.load_without([domain.cpu]), dest.load_with(domain.cpu))
@@ -345,9 +362,13 @@ def _best_balancing_move(greedy, level):
     return best
 
 
-def run_lower(greedy, memory_hosts, soft_breaks, level, imbalance_now):
-    """The steps for the measure's lower terms (5-8), in order, on the plan the engines chose."""
+def run_lower(greedy, forecast_hosts, memory_hosts, soft_breaks, level, imbalance_now):
+    """The steps for the measure's lower terms (5-9), in order, on the plan the engines chose."""
     state, policy = greedy.state, greedy.policy
+    for host in forecast_hosts:
+        current = state[host.name]
+        if current.load <= policy.load_threshold < current.forecast:
+            shed_forecast(greedy, host)
     for host, reason in memory_hosts:
         if state[host.name].memory_load > policy.memory_threshold:
             shed_memory(greedy, host, reason)

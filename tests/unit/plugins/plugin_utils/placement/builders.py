@@ -53,7 +53,29 @@ def apply_plan(cluster, result, now=NOW):
 
 DEFAULTS = {"load_threshold": 0.75, "max_load_candidate": 0.65, "max_vm_per_host": None, "max_migrations": 5,
             "cooldown": 60, "memory_reserve_mb": 512, "anti_affinity": [], "pin": {}, "exclude": [],
-            "maintenance": [], "memory_threshold": None, "max_memory_candidate": None}
+            "maintenance": [], "memory_threshold": None, "max_memory_candidate": None, "predictive": True,
+            "max_over": 10}
+
+
+def forecast(domain, pol, now=NOW):
+    """A domain's demand max_over minutes ahead: its cpu plus the least-squares slope of its samples
+    over the last 3 x max_over minutes times max_over (at least 3 samples; never below 0)."""
+    window = 3 * pol["max_over"] * 60
+    points = [(t, v) for t, v in domain.get("samples") or () if t > now - window]
+    if not pol["predictive"] or len(points) < 3:
+        return domain["cpu"]
+    n = len(points)
+    mean_t = sum(t for t, _v in points) / n
+    mean_v = sum(v for _t, v in points) / n
+    var_t = sum((t - mean_t) ** 2 for t, _v in points)
+    if var_t == 0:
+        return domain["cpu"]
+    slope = sum((t - mean_t) * (v - mean_v) for t, v in points) / var_t
+    return max(0.0, domain["cpu"] + slope * pol["max_over"] * 60)
+
+
+def _forecasts(hosts, pol):
+    return {name: sum(forecast(d, pol) for d in h["running"]) / h["cpus"] for name, h in hosts.items()}
 
 
 def _rules(pol):
@@ -108,7 +130,8 @@ def _breaks_rule(hosts, pol, name, host_name, strength="must"):
 
 
 def measure(hosts, pol, balancing=False):
-    """(maintenance, must breaks, load above, memory above, should breaks, imbalance, peak, sum of squares).
+    """(maintenance, must breaks, load above, forecast above, memory above, should breaks, imbalance, peak,
+    sum of squares).
 
     The imbalance counts only while the plan says balancing acts (`balancing`); the rest is computed here.
     """
@@ -119,6 +142,9 @@ def measure(hosts, pol, balancing=False):
     on_maintenance = sum(len(h["running"]) for h in hosts.values() if h["maintenance"])
     breaks = sum(_breaks_rule(hosts, pol, d["name"], name) for name, h in hosts.items() for d in h["running"])
     soft = sum(_breaks_rule(hosts, pol, d["name"], name, "should") for name, h in hosts.items() for d in h["running"])
+    forecasts = _forecasts(hosts, pol)
+    forecast_above = sum(max(0.0, forecasts[n] - threshold) for n, h in hosts.items()
+                         if pol["predictive"] and not h["maintenance"] and loads[n] <= threshold)
     memory_above = 0.0 if memory_threshold is None else \
         math.fsum(max(0.0, m - memory_threshold) for m in memory_loads.values())
     calm = [name for name, h in hosts.items() if not h["maintenance"]]
@@ -130,6 +156,7 @@ def measure(hosts, pol, balancing=False):
     return (on_maintenance,
             breaks,
             math.fsum(max(0.0, load - threshold) for load in loads.values()),
+            round(forecast_above, 9),
             round(memory_above, 9),
             soft,
             round(imbalance, 9),
@@ -159,6 +186,10 @@ def _refusal(hosts, pol, domain, dest_name):
     dest_load = math.fsum([d["cpu"] for d in dest["running"]] + [domain["cpu"]]) / dest["cpus"]
     if dest_load > pol["max_load_candidate"] + 1e-9:
         return "max_load_candidate"
+    if pol["predictive"]:
+        dest_forecast = sum(forecast(d, pol) for d in dest["running"] + [domain]) / dest["cpus"]
+        if dest_forecast > pol["max_load_candidate"] + 1e-9:
+            return "forecast"
     return None
 
 
@@ -194,7 +225,9 @@ def check_plan(cluster, policy, result, now=NOW):
                    or _breaks_rule(hosts, pol, name, move["source"])
                    or move["source"] in memory_overloaded
                    or _breaks_rule(hosts, pol, name, move["source"], "should")
-                   or (balancing and move["reason"].startswith("imbalance ")))
+                   or (balancing and move["reason"].startswith("imbalance "))
+                   or (pol["predictive"] and _loads(hosts)[move["source"]] <= pol["load_threshold"]
+                       < _forecasts(hosts, pol)[move["source"]]))
         if enabled and not primary:
             assert _loads(hosts)[move["source"]] <= pol["load_threshold"], \
                 f"{name} makes room on a host that is itself over the threshold"

@@ -234,3 +234,53 @@ def test_selections_are_resolved_at_each_run_from_the_domains_facts():
     assert all(m[0] != "web1" for m in moves(result)) and moves(result)
     assert result["policy"]["affinity_hosts"] == [{"select": "[?contains(tags, 'pci')].name", "hosts": ["hv1"],
                                                    "strength": "must"}]
+
+
+# ---------------------------------------------------------------- prediction
+
+def ramp(start, end, minutes=30, interval=5):
+    """[t, cores] samples rising linearly from start to end over the last `minutes`."""
+    points = samples(0, minutes, interval)
+    last = len(points) - 1
+    return [[t, start + (end - start) * i / last] for i, (t, _load) in enumerate(points)]
+
+
+def rising_pool():
+    """hv1 at 0.75 (not over), its domain web1 rising from 1.0 to 2.0 cores in 30 min: forecast
+    2.0 + 10 x 1/30 = 2.33 cores, hv1's forecast (2.33 + 4.0) / 8 = 0.79; hv2 and hv3 calm."""
+    hv1 = host("hv1", [domain("web1", 2.0, samples=ramp(1.0, 2.0)), domain("steady", 4.0)])
+    return [hv1, host("hv2", [domain("a", 1.0)]), host("hv3", [domain("b", 1.6)])]
+
+
+def test_a_host_whose_trend_crosses_the_threshold_sheds_before_it_does():
+    result = planned(rising_pool(), {"now": NOW, "balance": 0})
+    # the highest forecast demand leaves first: steady (4.0) frees more than web1 (2.33)
+    assert moves(result) == [("steady", "hv1", "hv2")]
+    assert result["migrations"][0]["reason"] == "hv1 trend 0.75 -> 0.79 in 10 min > 0.75"
+    assert result["measure"]["before"]["forecast_above_threshold"] == 0.0417
+    assert result["measure"]["after"]["forecast_above_threshold"] == 0
+    assert result["hosts"][0]["status"] == "ok"
+
+
+def test_without_prediction_or_without_a_trend_nothing_moves():
+    assert moves(planned(rising_pool(), {"now": NOW, "balance": 0, "predictive": False})) == []
+    flat = rising_pool()
+    flat[0]["domains"][0]["samples"] = [[t, 2.0] for t, _v in ramp(0, 0)]
+    assert moves(planned(flat, {"now": NOW, "balance": 0})) == []
+
+
+def test_no_destination_may_end_with_a_forecast_over_max_load_candidate():
+    pool = rising_pool()
+    # steady (4.0) fits nowhere under 0.6. For web1, hv2 is the calmer host now (0.50 after), but its own
+    # domain rises: forecast (2.67 + 2.33) / 8 = 0.625; hv3: 0.55 after, forecast 0.59
+    pool[1]["domains"] = [domain("a", 2.0, samples=ramp(0.0, 2.0))]
+    pool[2]["domains"] = [domain("b", 2.4)]
+    result = planned(pool, {"now": NOW, "balance": 0, "max_load_candidate": 0.6})
+    assert moves(result) == [("web1", "hv1", "hv3")]
+
+
+def test_a_forecast_move_never_sends_a_domain_back_where_it_left_within_two_hours():
+    pool = rising_pool()
+    pool[0]["domains"][1]["last_migration"] = {"time": NOW - 90 * MIN, "source": "hv2", "destination": "hv1"}
+    # steady may not go back to hv2 and does not fit hv3 (0.70 > 0.65): web1 goes instead
+    assert moves(planned(pool, {"now": NOW, "balance": 0})) == [("web1", "hv1", "hv2")]

@@ -59,9 +59,11 @@ def scenarios(draw):
             memory_load = sum(d["memory_mb"] for d in domains if d["state"] == "running") / 65536
             points = [[t, value, memory_load] for t, value in points]
         for entry in domains:
-            if draw(st.integers(0, 2)) == 0:  # some domains bring their own history: a spike or a steady use
-                spike = draw(st.booleans())
-                entry["samples"] = [[t, 0.0 if spike and i < len(points) - 1 else entry["cpu"]]
+            if draw(st.integers(0, 2)) == 0:  # some domains bring their own history: a spike, steady, a ramp
+                shape = draw(st.sampled_from(["spike", "steady", "ramp"]))
+                last = len(points) - 1
+                entry["samples"] = [[t, entry["cpu"] * (i / last if shape == "ramp" and last else
+                                                        0.0 if shape == "spike" and i < last else 1.0)]
                                     for i, (t, *_rest) in enumerate(points)]
         entry = host(f"hv{index}", domains, cpus=cpus, memory_free_mb=draw(st.integers(0, 32)) * 512,
                      samples=points)
@@ -97,6 +99,7 @@ def scenarios(draw):
         "pin": {name: pin(draw(st.lists(st.sampled_from(host_names), unique=True, min_size=1, max_size=3)))
                 for name in draw(some_domains)},
         "balance": draw(st.sampled_from([0, 1, 2, 3, 5])),
+        "predictive": draw(st.booleans()),
         "balance_hold": draw(st.sampled_from([0, 10, 15, 60])),
         "memory_threshold": memory_threshold,
         "max_memory_candidate": None if memory_threshold is None else draw(
@@ -122,7 +125,8 @@ def test_plans_never_break_a_constraint_and_every_move_improves_the_measure(scen
         repair = move["reason"].startswith((f"{move['vm']} on {move['source']}", "should rule: "))
         assert (move["vm"] in enabling or repair or move["source"] in maintenance
                 or kinds[move["source"]] == "sustained" or move["source"] in memory_over
-                or (balancing and move["reason"].startswith("imbalance ")))
+                or (balancing and move["reason"].startswith("imbalance "))
+                or " trend " in move["reason"])
     # every running domain of a maintenance host leaves or is listed with its reason, once
     accounted = [m["vm"] for m in result["migrations"]] + [s["vm"] for s in result["skipped"]]
     for entry in cluster:
