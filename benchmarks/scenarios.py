@@ -112,10 +112,12 @@ def policy_for(cluster, kind=None, **overrides):
         "interval": INTERVAL,
         "now": NOW,
         # The static scenarios judge the plan for what must be fixed (maintenance, rules, sustained
-        # overload) against the exact minimum of migrations; balancing healthy hosts and prediction
-        # move domains for the measure's lower terms and are judged on the trace replay instead.
+        # overload) against the exact minimum of migrations; headroom below the threshold, balancing
+        # healthy hosts and prediction move domains for the measure's lower terms and are judged on
+        # the trace replay instead.
         "balance": 0,
         "predictive": False,
+        "headroom": False,
     }
     policy.update(KIND_POLICY.get(kind, {}))
     policy.update(overrides)

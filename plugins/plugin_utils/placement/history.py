@@ -136,10 +136,18 @@ def recent_peak(samples, current, window, now):
     return max([current] + (recent(samples, window, now) if samples else []))
 
 
+TREND_DAMPING = 0.5  # of the slope extrapolated (a damped trend: demand rarely keeps rising at full pace)
+
+
+def has_trend(samples, window, now):
+    """Whether history.trend has enough samples in the window to fit a slope."""
+    return sum(1 for t, _v in samples if t > now - window * 60) >= 3
+
+
 def trend(samples, current, window, horizon, now):
-    """A domain's forecast demand `horizon` minutes from now: its use now plus the least-squares slope
-    of its samples over the last `window` minutes times the horizon, at least 0. With fewer than 3
-    samples in the window there is no trend: the forecast is its use now."""
+    """A domain's forecast demand `horizon` minutes from now: its use now plus TREND_DAMPING times the
+    least-squares slope of its samples over the last `window` minutes times the horizon, at least 0.
+    With fewer than 3 samples in the window there is no trend: the forecast is its use now."""
     points = [(t, value) for t, value in samples if t > now - window * 60]
     if len(points) < 3:
         return current
@@ -149,4 +157,4 @@ def trend(samples, current, window, horizon, now):
     if spread_t <= 0:
         return current
     slope = math.fsum((t - mean_t) * (v - mean_v) for t, v in points) / spread_t
-    return max(0.0, current + slope * horizon * 60)
+    return max(0.0, current + TREND_DAMPING * slope * horizon * 60)

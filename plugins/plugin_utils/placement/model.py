@@ -533,6 +533,7 @@ POLICY = (
     Knob("memory_threshold", None, _knob_fraction),  # None: memory is only a fit rule, never a reason to move
     Knob("max_memory_candidate", None, _knob_fraction),  # None: memory_threshold
     Knob("predictive", True, _knob_bool),
+    Knob("headroom", True, _knob_bool),
     Knob("balance", 2, _knob_level),
     Knob("balance_hold", 15, _knob_number(minimum=0)),
     Knob("tags", {}, _knob_tags, lambda tags: {k: list(v) for k, v in sorted(tags.items())}),

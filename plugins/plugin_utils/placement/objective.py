@@ -7,37 +7,41 @@ The plan's objective, compared term by term (lexicographically), smaller is bett
   2. rule_breaks              running domains breaking a must pin or a must anti-affinity group
   3. overloaded_hosts         hosts whose load is above load_threshold
   4. load_above_threshold     sum over hosts of (load - load_threshold) where positive
-  5. forecast_above_threshold with policy.predictive, the sum over hosts not in maintenance and at
+  5. shed_above_candidate     with policy.headroom, the sum over the hosts that shed for load in this
+                              run (sustained overload, or predicted: planner.assess) of (load -
+                              max_load_candidate) where positive: a host that sheds goes down to the
+                              line a destination may reach, not just under the threshold; else 0
+  6. forecast_above_threshold with policy.predictive, the sum over hosts not in maintenance and at
                               most at the threshold of (forecast load - load_threshold) where
                               positive: hosts about to cross it. The forecast load is the sum of the
                               forecast demand (history.trend) of the domains on the host over its
                               CPUs; without policy.predictive the term is 0
-  6. memory_overloaded_hosts  hosts whose memory load is above memory_threshold (0 when it is null)
-  7. memory_above_threshold   sum over hosts of (memory load - memory_threshold) where positive
-  8. soft_rule_breaks         running domains breaking a should pin or a should anti-affinity group
-  9. imbalance                while balancing acts (policy.balance > 0 and the spread of host loads has
+  7. memory_overloaded_hosts  hosts whose memory load is above memory_threshold (0 when it is null)
+  8. memory_above_threshold   sum over hosts of (memory load - memory_threshold) where positive
+  9. soft_rule_breaks         running domains breaking a should pin or a should anti-affinity group
+ 10. imbalance                while balancing acts (policy.balance > 0 and the spread of host loads has
                               stayed above the level's target for balance_hold minutes): the standard
                               deviation of the loads of the hosts not in maintenance, plus that of their
                               memory loads when memory_threshold is set; else 0
- 10. migrations               number of migrations in the plan
- 11. peak_load                highest host load after the plan
- 12. memory_moved_mb          memory of the domains moved
-Terms 1-9 are the measure of a cluster state (MEASURE_TERMS, reported before and after with the
+ 11. migrations               number of migrations in the plan
+ 12. peak_load                highest host load after the plan
+ 13. memory_moved_mb          memory of the domains moved
+Terms 1-10 are the measure of a cluster state (MEASURE_TERMS, reported before and after with the
 tie-breakers peak_load and sum_of_squares). A single migration is "strictly better" when it lowers
-the measure: it lowers one of terms 1-9 and raises none before it. Every migration of a plan does,
+the measure: it lowers one of terms 1-10 and raises none before it. Every migration of a plan does,
 except a make-room migration, which leaves the measure as it is and lets a later migration that
-`requires` it lower it. So no plan contains a move that only shuffles load, terms 10-12 choose
-among the plans that reach the same terms 1-9, and re-planning the predicted result plans nothing.
-Only sustained-overloaded hosts shed load (terms 3-4), only hosts whose forecast is over the
-threshold shed for it (5), only hosts whose memory load has stayed over memory_threshold for
-max_over minutes shed memory (6-7), and balancing moves happen only while the imbalance is held
-(9); the destination rules (load and forecast <= max_load_candidate <= load_threshold, memory load
+`requires` it lower it. So no plan contains a move that only shuffles load, terms 11-13 choose
+among the plans that reach the same terms 1-10, and re-planning the predicted result plans nothing.
+Only sustained-overloaded hosts shed load (terms 3-5), only hosts whose forecast is over the
+threshold shed for it (6), only hosts whose memory load has stayed over memory_threshold for
+max_over minutes shed memory (7-8), and balancing moves happen only while the imbalance is held
+(10); the destination rules (load and forecast <= max_load_candidate <= load_threshold, memory load
 <= max_memory_candidate <= memory_threshold) keep every move from raising a term above its own.
 
 The engines: the exact one (exact.py) solves terms 1-4, then migrations and peak, exactly;
-ENGINE_TERMS chooses between its plan and the greedy one. Terms 5-9 are then lowered by the greedy
-steps that follow (steps.py: shed for the forecast, shed memory, repair should rules, balance),
-each move lowering them.
+ENGINE_TERMS chooses between its plan and the greedy one. Terms 5-10 are then lowered by the greedy
+steps that follow (steps.py: headroom, shed for the forecast, shed memory, repair should rules,
+balance), each move lowering them.
 
 A new objective is a new term here (in its documented place) and, for the greedy search, a weigher
 below: a function giving the sort key of a choice.
@@ -47,7 +51,7 @@ import math
 from dataclasses import dataclass
 
 MEASURE_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "load_above_threshold",
-                 "forecast_above_threshold", "memory_overloaded_hosts", "memory_above_threshold", "soft_rule_breaks",
+                 "shed_above_candidate", "forecast_above_threshold", "memory_overloaded_hosts", "memory_above_threshold", "soft_rule_breaks",
                  "imbalance", "peak_load", "sum_of_squares")
 MEASURED = MEASURE_TERMS.index("peak_load")  # terms before it are the measure proper; the rest break ties
 COUNT_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "memory_overloaded_hosts",
@@ -80,6 +84,8 @@ class Measured:
     memory_threshold: float = None
     soft_breaks: int = 0
     forecasts: tuple = ()  # forecast loads of the hosts not in maintenance and at most at the threshold
+    candidate: float = 0.0  # max_load_candidate
+    shedding_loads: tuple = ()  # with policy.headroom, the loads of the hosts that shed for load this run
     balancing: bool = False
     balance_loads: tuple = ()  # loads of the hosts not in maintenance
     balance_memory_loads: tuple = ()
@@ -102,6 +108,7 @@ def measure_of(m):
             m.breaks,
             sum(1 for load in loads if load > m.threshold),
             math.fsum(max(0.0, load - m.threshold) for load in loads),
+            math.fsum(max(0.0, load - m.candidate) for load in m.shedding_loads),
             math.fsum(max(0.0, load - m.threshold) for load in m.forecasts),
             memory_over,
             memory_above,

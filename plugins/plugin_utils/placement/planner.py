@@ -11,11 +11,13 @@ Engines (policy.engine):
 - auto (default): exact where it serves, greedy elsewhere.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 from . import exact, explain, rules, selectors, steps
-from .history import SUSTAINED, Judgment, held_spread, judge, minutes, recent_peak, trend
+from .history import (INSUFFICIENT, NOT_SUSTAINED, SUSTAINED, Judgment, has_trend, held_spread, judge, minutes,
+                      recent_peak, trend)
 from .model import parse_cluster, parse_policy
 from .objective import (BALANCE_LEVELS, COUNT_TERMS, MEASURE_TERMS, Measured, engine_objective_of, imbalance,
                         measure_of, spread)
@@ -24,6 +26,7 @@ from .state import ClusterState, rounded
 
 IMBALANCE = MEASURE_TERMS.index("imbalance")
 TREND_WINDOW = 3  # x max_over: the minutes of samples a trend is fitted on (history.trend)
+TRENDED_SHARE = 0.5  # of a host's CPU use, from domains with a trend, before its forecast may judge it sustained
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,15 @@ class Verdict:
     forecast_over: bool = False  # policy.predictive: at most the threshold now, over it in max_over minutes
 
 
+def trended(host, policy):
+    """Whether at least TRENDED_SHARE of the host's CPU use comes from domains whose samples give a trend
+    (without that, the forecast is only the load now and proves nothing about the overload lasting)."""
+    window = TREND_WINDOW * policy.max_over
+    total = math.fsum(d.cpu for d in host.running)
+    with_trend = math.fsum(d.cpu for d in host.running if has_trend(d.samples, window, policy.now))
+    return total > 0 and with_trend >= TRENDED_SHARE * total
+
+
 def assess(state, policy):
     verdicts = {}
     for host in state.hosts:
@@ -48,6 +60,14 @@ def assess(state, policy):
                      and judgment.verdict == SUSTAINED)
         reason = (f"{host.name} overloaded {current.load:.2f} > {policy.load_threshold}"
                   f" for {minutes(judgment.over_for_min)} min")
+        if (not sustained and policy.predictive and not current.maintenance
+                and current.load > policy.load_threshold and judgment.verdict in (INSUFFICIENT, NOT_SUSTAINED)
+                and current.forecast > policy.load_threshold and trended(host, policy)):
+            # the trend says the overload will still be there when max_over has passed: act now
+            sustained = True
+            reason = (f"{host.name} overloaded {current.load:.2f} > {policy.load_threshold}"
+                      f" for {minutes(judgment.over_for_min)} min, trend -> {current.forecast:.2f}"
+                      f" in {minutes(policy.max_over)} min")
         memory, memory_sustained, memory_reason = None, False, ""
         if policy.memory_threshold is not None:
             memory = judge(host.memory_samples, policy.memory_threshold, policy.max_over, policy.interval, policy.now)
@@ -84,7 +104,7 @@ def soft_breaks(state, policy):
     return found
 
 
-def measure_now(state, policy, balancing=False, initial=False):
+def measure_now(state, policy, balancing=False, initial=False, shedding=frozenset()):
     states = list(state.states())
     loads = tuple(s.initial_load if initial else s.load for s in states)
     memory_loads = tuple(s.initial_memory_load if initial else s.memory_load for s in states)
@@ -99,6 +119,8 @@ def measure_now(state, policy, balancing=False, initial=False):
         soft_breaks=len(soft_breaks(state, policy)),
         forecasts=tuple(s.forecast for s in states if not s.maintenance and s.load <= policy.load_threshold)
         if policy.predictive else (),
+        candidate=policy.max_load_candidate,
+        shedding_loads=tuple(loads[i] for i, s in enumerate(states) if s.name in shedding) if policy.headroom else (),
         balancing=balancing,
         balance_loads=tuple(loads[i] for i in calm),
         balance_memory_loads=tuple(memory_loads[i] for i in calm),
@@ -142,12 +164,13 @@ class Planning:
             self.spread = held_spread(series, self.level.target, policy.balance_hold, policy.interval, policy.now,
                                       spread)
         self.balancing = self.spread is not None and self.spread.held
-        self.initial_measure = measure_now(self.state, policy, self.balancing, initial=True)
+        self.shedding = frozenset(name for name, v in self.verdicts.items() if v.sustained)
+        self.initial_measure = measure_now(self.state, policy, self.balancing, initial=True, shedding=self.shedding)
         self.engine = "greedy"
         self.solver = {"optimal": None, "gap": None, "status": None}
 
     def current_measure(self):
-        return measure_now(self.state, self.policy, self.balancing)
+        return measure_now(self.state, self.policy, self.balancing, shedding=self.shedding)
 
     def imbalance(self):
         calm = [s for s in self.state.states() if not s.maintenance]
@@ -171,12 +194,25 @@ class Planning:
             self.budget = finish.budget
         peaks = {h.name: recent_peak(h.samples, state[h.name].initial_load, policy.max_over, policy.now)
                  for h in self.hosts}
-        lower = steps.Greedy(state, policy, self.log, self.verdicts, peaks)
         memory_hosts = [(h, self.verdicts[h.name].memory_reason) for h in self.hosts
                         if self.verdicts[h.name].memory_sustained]
         forecast_hosts = [h for h in self.hosts if policy.predictive and not state[h.name].maintenance]
-        steps.run_lower(lower, forecast_hosts, memory_hosts, soft_breaks(state, policy),
-                        self.level if self.balancing else None, self.imbalance)
+        headroom_hosts = [h for h in self.hosts if policy.headroom and h.name in self.shedding]
+        while True:
+            done = len(state.moves)
+            lower = steps.Greedy(state, policy, self.log, self.verdicts, peaks)
+            steps.run_lower(lower, headroom_hosts, forecast_hosts, memory_hosts, soft_breaks(state, policy),
+                            self.level if self.balancing else None, self.imbalance)
+            if len(state.moves) == done:
+                break
+            # a move for a lower term may have made room for a must-fix one (a maintenance host's domain,
+            # say): the greedy steps again, so that re-planning the result finds nothing left to do
+            done = len(state.moves)
+            again = steps.Greedy(state, policy, self.log, self.verdicts)
+            steps.run(again, self.initial_breaks)
+            self.out_of_budget = self.out_of_budget or again.out_of_budget
+            if len(state.moves) == done:
+                break
         return self.report()
 
     def _try_exact(self):

@@ -49,6 +49,23 @@ class Cooldown:
 MOVABLE = (Exclude, Cooldown)
 
 
+class Settled:
+    """A move for the measure's lower terms (headroom, a forecast, memory, a should rule, balance)
+    only takes a domain that has not migrated for NoReturn.RETURN_MINUTES: a domain moved lately is
+    left to settle, so that the next run does not move it on (the plan moves a domain once)."""
+
+    name = "settled"
+
+    @staticmethod
+    def blocks(domain, policy):
+        if domain.last_migration_time is None:
+            return None
+        since = (policy.now - domain.last_migration_time) / 60
+        if since < NoReturn.RETURN_MINUTES:
+            return f"migrated {minutes(max(since, 0))} min ago: left to settle for {NoReturn.RETURN_MINUTES} min"
+        return None
+
+
 def blocker(domain, policy):
     """Why a domain may not move at all, or None."""
     for rule in MOVABLE:
@@ -192,6 +209,26 @@ class ForecastCandidate:
         return None
 
 
+class NoReturn:
+    """No move sends a domain back to the host it left less than RETURN_MINUTES ago (its
+    last_migration): that would be a ping-pong, even after its cooldown."""
+
+    name = "no_return"
+    RETURN_MINUTES = 120
+
+    @staticmethod
+    def surely_rejects(domain, dest, policy, after):
+        return False  # rare: decided by rejects
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        if (domain.last_migration_source != dest.name or domain.last_migration_time is None
+                or policy.now - domain.last_migration_time >= NoReturn.RETURN_MINUTES * 60):
+            return None
+        return (f"{domain.name} left {dest.name} {minutes(max(0.0, policy.now - domain.last_migration_time) / 60)}"
+                f" min ago (< {NoReturn.RETURN_MINUTES} min)")
+
+
 class MaxVmPerHost:
     name = "max_vm_per_host"
 
@@ -243,28 +280,10 @@ class AntiAffinity:
 
 
 PLACE = (Maintenance, Pin, MaxLoadCandidate, Memory, MaxMemoryCandidate, MaxVmPerHost, AntiAffinity,
-         ForecastCandidate)
+         ForecastCandidate, NoReturn)
 # The numeric rules, in the order a search's fast path tests them.
 NUMERIC = (MaxLoadCandidate, Memory, MaxMemoryCandidate, MaxVmPerHost)
 BROKEN = (Pin, AntiAffinity)
-
-
-# ---------------------------------------------------------------- voluntary moves
-
-class NoReturn:
-    """A move for the measure's lower terms (a forecast, memory, a should rule, balance) never sends
-    a domain back to the host it left less than RETURN_MINUTES ago: that would be a ping-pong."""
-
-    name = "no_return"
-    RETURN_MINUTES = 120
-
-    @staticmethod
-    def rejects(domain, dest, state, policy):
-        if (domain.last_migration_source != dest.name or domain.last_migration_time is None
-                or policy.now - domain.last_migration_time >= NoReturn.RETURN_MINUTES * 60):
-            return None
-        return (f"{domain.name} left {dest.name} {minutes(max(0.0, policy.now - domain.last_migration_time) / 60)}"
-                f" min ago (< {NoReturn.RETURN_MINUTES} min)")
 
 
 # ---------------------------------------------------------------- should rules

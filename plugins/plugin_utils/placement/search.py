@@ -28,11 +28,10 @@ class Room:
 
 
 class Search:
-    def __init__(self, state, policy, log, voluntary=False):
+    def __init__(self, state, policy, log):
         self.state = state
         self.policy = policy
         self.log = log
-        self.voluntary = voluntary  # moves for the measure's lower terms: rules.NoReturn applies too
         # A refused search is remembered until a host gains room (state.opened grows): without
         # that, hosts only fill up, so the same search would be refused again.
         self.refused_at = {}  # domain name -> len(state.opened) when its search was refused
@@ -44,8 +43,6 @@ class Search:
 
     def allowed(self, domain, dest, keep_soft=False):
         if rules.first_rejection(domain, dest, self.state, self.policy) is not None:
-            return False
-        if self.voluntary and rules.NoReturn.rejects(domain, dest, self.state, self.policy) is not None:
             return False
         return not keep_soft or rules.soft_rejection(domain, dest, self.state, self.policy) is None
 

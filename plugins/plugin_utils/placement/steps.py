@@ -17,14 +17,17 @@
 The greedy plan is the exact engine's warm start and fallback (planner.py). Then, on whichever plan
 won, the steps for the measure's lower terms (objective.py), each move lowering its own term and
 raising none above it, within what is left of max_migrations (run_lower):
-5. shed_forecast: with policy.predictive, hosts at most at the threshold whose forecast load is
+5. headroom: with policy.headroom, a host that shed for load (sustained or predicted overload)
+   goes on down to max_load_candidate: while it is above, the smallest domain whose departure
+   takes it there leaves, else the biggest.
+6. shed_forecast: with policy.predictive, hosts at most at the threshold whose forecast load is
    over it, the domain with the highest forecast demand first, until the forecast is at most the
    threshold (a sustained host the engines brought under the threshold may be one too).
-6. shed_memory: hosts whose memory load has stayed over memory_threshold for max_over minutes, the
+7. shed_memory: hosts whose memory load has stayed over memory_threshold for max_over minutes, the
    domain with the most memory first, until the host is at most at the threshold.
-7. repair_soft: each domain breaking a should rule moves to a host that keeps every rule, when
+8. repair_soft: each domain breaking a should rule moves to a host that keeps every rule, when
    one migration does it (no make-room chain for a should rule).
-8. balance: while the imbalance is held above the level's target, the move that lowers the busier
+9. balance: while the imbalance is held above the level's target, the move that lowers the busier
    of its two hosts the most, net of its cost (objective.BalanceLevel), judged on the domain's
    persistent demand (history.persistent), each move lowering the imbalance.
 """
@@ -57,7 +60,7 @@ class Greedy:
         self.log = log
         self.verdicts = verdicts
         self.recent_peaks = recent_peaks  # host name -> history.recent_peak; set for the lower terms' steps
-        self.search = Search(state, policy, log, voluntary=recent_peaks is not None)
+        self.search = Search(state, policy, log)
         self.balance_refused = set()
 
     @property
@@ -69,7 +72,9 @@ class Greedy:
         return self.budget <= 0 or bool(self.log.unaffordable)
 
     def movable(self, domain):
-        return domain.name not in self.state.moved and rules.blocker(domain, self.policy) is None
+        if domain.name in self.state.moved or rules.blocker(domain, self.policy) is not None:
+            return False
+        return self.recent_peaks is None or rules.Settled.blocks(domain, self.policy) is None
 
     def sheddable(self, host):
         """Domains whose move would lower the host's load, biggest first."""
@@ -255,6 +260,26 @@ def run(greedy, initial_breaks):
 # ---------------------------------------------------------------- the measure's lower terms
 
 
+def headroom(greedy, host, reason):
+    """Take a host that shed for load down to max_load_candidate (see the module docstring)."""
+    source, progress = greedy.state[host.name], False
+    candidate = greedy.policy.max_load_candidate
+    refused = set()
+    while greedy.budget > 0 and source.load > candidate:
+        movable = [d for d in greedy.sheddable(host) if d.name not in refused]
+        if not movable:
+            break
+        enough = [d for d in movable if source.load_without([d.cpu]) <= candidate]
+        domain = min(enough, key=lambda d: (d.cpu, d.memory_mb, d.name)) if enough else movable[0]
+        dest = greedy.search.best_destination(domain, source)
+        if dest is None:
+            refused.add(domain.name)
+            continue
+        greedy.move(domain, dest, f"{reason}; down to max_load_candidate {candidate}")
+        progress = True
+    return progress
+
+
 def shed_forecast(greedy, host):
     """Bring a host's forecast load to the threshold, highest forecast demand first."""
     source, progress = greedy.state[host.name], False
@@ -362,9 +387,11 @@ def _best_balancing_move(greedy, level):
     return best
 
 
-def run_lower(greedy, forecast_hosts, memory_hosts, soft_breaks, level, imbalance_now):
-    """The steps for the measure's lower terms (5-9), in order, on the plan the engines chose."""
+def run_lower(greedy, headroom_hosts, forecast_hosts, memory_hosts, soft_breaks, level, imbalance_now):
+    """The steps for the measure's lower terms (5-10), in order, on the plan the engines chose."""
     state, policy = greedy.state, greedy.policy
+    for host in headroom_hosts:
+        headroom(greedy, host, greedy.verdicts[host.name].reason)
     for host in forecast_hosts:
         current = state[host.name]
         if current.load <= policy.load_threshold < current.forecast:

@@ -54,12 +54,12 @@ def apply_plan(cluster, result, now=NOW):
 DEFAULTS = {"load_threshold": 0.75, "max_load_candidate": 0.65, "max_vm_per_host": None, "max_migrations": 5,
             "cooldown": 60, "memory_reserve_mb": 512, "anti_affinity": [], "pin": {}, "exclude": [],
             "maintenance": [], "memory_threshold": None, "max_memory_candidate": None, "predictive": True,
-            "max_over": 10}
+            "headroom": True, "max_over": 10}
 
 
 def forecast(domain, pol, now=NOW):
-    """A domain's demand max_over minutes ahead: its cpu plus the least-squares slope of its samples
-    over the last 3 x max_over minutes times max_over (at least 3 samples; never below 0)."""
+    """A domain's demand max_over minutes ahead: its cpu plus half the least-squares slope of its samples
+    over the last 3 x max_over minutes times max_over (a damped trend; at least 3 samples; never below 0)."""
     window = 3 * pol["max_over"] * 60
     points = [(t, v) for t, v in domain.get("samples") or () if t > now - window]
     if not pol["predictive"] or len(points) < 3:
@@ -71,7 +71,7 @@ def forecast(domain, pol, now=NOW):
     if var_t == 0:
         return domain["cpu"]
     slope = sum((t - mean_t) * (v - mean_v) for t, v in points) / var_t
-    return max(0.0, domain["cpu"] + slope * pol["max_over"] * 60)
+    return max(0.0, domain["cpu"] + 0.5 * slope * pol["max_over"] * 60)
 
 
 def _forecasts(hosts, pol):
@@ -129,9 +129,9 @@ def _breaks_rule(hosts, pol, name, host_name, strength="must"):
     return any(name in group and neighbours & group for group in groups)
 
 
-def measure(hosts, pol, balancing=False):
-    """(maintenance, must breaks, load above, forecast above, memory above, should breaks, imbalance, peak,
-    sum of squares).
+def measure(hosts, pol, balancing=False, shedding=()):
+    """(maintenance, must breaks, load above, headroom, forecast above, memory above, should breaks,
+    imbalance, peak, sum of squares).
 
     The imbalance counts only while the plan says balancing acts (`balancing`); the rest is computed here.
     """
@@ -153,9 +153,11 @@ def measure(hosts, pol, balancing=False):
         imbalance = _spread([loads[n] for n in calm])
         if memory_threshold is not None:
             imbalance += _spread([memory_loads[n] for n in calm])
+    headroom = sum(max(0.0, loads[n] - pol["max_load_candidate"]) for n in shedding) if pol["headroom"] else 0.0
     return (on_maintenance,
             breaks,
             math.fsum(max(0.0, load - threshold) for load in loads.values()),
+            round(headroom, 9),
             round(forecast_above, 9),
             round(memory_above, 9),
             soft,
@@ -186,6 +188,9 @@ def _refusal(hosts, pol, domain, dest_name):
     dest_load = math.fsum([d["cpu"] for d in dest["running"]] + [domain["cpu"]]) / dest["cpus"]
     if dest_load > pol["max_load_candidate"] + 1e-9:
         return "max_load_candidate"
+    last = domain.get("last_migration") or {}
+    if last.get("source") == dest_name and NOW - last["time"] < 120 * 60:
+        return "no_return"
     if pol["predictive"]:
         dest_forecast = sum(forecast(d, pol) for d in dest["running"] + [domain]) / dest["cpus"]
         if dest_forecast > pol["max_load_candidate"] + 1e-9:
@@ -208,7 +213,7 @@ def check_plan(cluster, policy, result, now=NOW):
     migrations = result["migrations"]
     assert len(migrations) <= pol["max_migrations"]
     moved, done = set(), {}
-    before = measure(hosts, pol, balancing)
+    before = measure(hosts, pol, balancing, overloaded)
     for index, move in enumerate(migrations):
         name, source, dest = move["vm"], hosts[move["source"]], hosts[move["destination"]]
         assert name not in moved, f"{name} moves twice"
@@ -248,7 +253,7 @@ def check_plan(cluster, policy, result, now=NOW):
         dest["free"] -= domain["memory_mb"]
         done[name] = move
         if not enabled:
-            after = measure(hosts, pol, balancing)
+            after = measure(hosts, pol, balancing, overloaded)
             assert after < before, f"moving {name} does not improve the measure"
             before = after
     return hosts

@@ -91,6 +91,7 @@ def test_bad_cluster_input_names_host_domain_field_and_value(change, expected):
     ({"max_memory_candidate": 0.9}, ["'max_memory_candidate'", "memory_threshold is null", "0.9"]),
     ({"balance": 6}, ["'balance'", "0 (off) to 5", "6"]),
     ({"predictive": "yes"}, ["'predictive'", "a boolean", "'yes'"]),
+    ({"headroom": 1}, ["'headroom'", "a boolean", "1"]),
     ({"balance": "high"}, ["'balance'", "'high'"]),
     ({"balance_hold": -5}, ["'balance_hold'", "-5"]),
     ({"tags": {"web1": "db"}}, ["'tags.web1'", "'db'"]),
@@ -117,7 +118,7 @@ def test_defaults_are_documented_values_and_reported():
                         "max_vm_per_host": None, "max_migrations": 5, "cooldown": 60, "memory_reserve_mb": 512,
                         "anti_affinity": [], "pin": {}, "exclude": [], "maintenance": [], "interval": 5,
                         "engine": "auto", "solver_seconds": 10, "memory_threshold": None,
-                        "max_memory_candidate": None, "predictive": True, "balance": 2, "balance_hold": 15, "tags": {},
+                        "max_memory_candidate": None, "predictive": True, "headroom": True, "balance": 2, "balance_hold": 15, "tags": {},
                         "affinity_hosts": [],
                         "now": None}
     effective = plan(cluster(), {"now": NOW})["policy"]

@@ -100,6 +100,7 @@ def scenarios(draw):
                 for name in draw(some_domains)},
         "balance": draw(st.sampled_from([0, 1, 2, 3, 5])),
         "predictive": draw(st.booleans()),
+        "headroom": draw(st.booleans()),
         "balance_hold": draw(st.sampled_from([0, 10, 15, 60])),
         "memory_threshold": memory_threshold,
         "max_memory_candidate": None if memory_threshold is None else draw(
@@ -180,8 +181,8 @@ def one_hot_host(draw):
     excluded = draw(st.lists(st.sampled_from([d["name"] for d in domains]), unique=True, max_size=2))
     cluster = [host("hot", domains, cpus=cpus)] + [host(f"spare{i}", cpus=64, memory_free_mb=10 ** 6)
                                                    for i in range(3)]
-    # balancing would spread the load further on purpose: this property is about clearing the overload
-    return cluster, {"now": NOW, "max_migrations": 100, "exclude": excluded, "balance": 0,
+    # headroom and balancing spread the load further on purpose: this property is about clearing the overload
+    return cluster, {"now": NOW, "max_migrations": 100, "exclude": excluded, "balance": 0, "headroom": False,
                      "engine": draw(st.sampled_from(ENGINES))}
 
 
@@ -226,7 +227,7 @@ def test_the_exact_plan_is_never_worse_than_the_greedy_one(scenario):
     # The engines compete on terms 1-4 (should-rule breaks as a guard); memory and balancing moves come after,
     # from the same greedy steps, so they are left out here to compare the engines' own plans.
     cluster, policy = scenario[:2]
-    policy = dict(policy, balance=0, memory_threshold=None, max_memory_candidate=None)
+    policy = dict(policy, balance=0, memory_threshold=None, max_memory_candidate=None, headroom=False, predictive=False)
     greedy = plan(cluster, dict(policy, engine="greedy"))
     exact = plan(cluster, dict(policy, engine="exact"))
     assert greedy["engine"] == "greedy"

@@ -108,10 +108,15 @@ CASES = {
         "excluded by policy",
         dict(policy={"exclude": ["stay", {"select": "[?starts_with(name, 'db')].name"}]}),
     ),
+    "no return within 2 hours": (
+        dict(web1={"last_migration": {"time": NOW - 119 * MIN, "source": "hv2", "destination": "hv1"}}),
+        "web1 left hv2 119 min ago (< 120 min)",
+        dict(web1={"last_migration": {"time": NOW - 120 * MIN, "source": "hv2", "destination": "hv1"}}),
+    ),
     "cooldown": (
         dict(web1={"last_migration": {"time": NOW - 12 * MIN, "source": "hv2", "destination": "hv1"}}),
         "cooldown: migrated 12 min ago, cooldown 60 min",
-        dict(web1={"last_migration": {"time": NOW - 60 * MIN, "source": "hv2", "destination": "hv1"}}),
+        dict(web1={"last_migration": {"time": NOW - 60 * MIN, "source": "hv3", "destination": "hv1"}}),
     ),
     "cooldown from policy": (
         dict(web1={"last_migration": {"time": NOW - 12 * MIN}}, policy={"cooldown": 15}),
