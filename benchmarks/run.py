@@ -398,7 +398,10 @@ def print_time_split(results):
 REPLAY_VARIANTS = [
     {"name": "default", "overrides": {}},
     {"name": "engine greedy", "overrides": {"engine": "greedy"}},
-]
+    {"name": "predictive off", "overrides": {"predictive": False}},
+    {"name": "headroom off", "overrides": {"headroom": False}},
+    {"name": "react only", "overrides": {"predictive": False, "headroom": False, "balance": 0}},
+] + [{"name": "balance %d" % level, "overrides": {"balance": level}} for level in range(6)]
 REPLAY_DEFAULT = "default"  # the variant the targets judge, and the only one a quick run replays
 REPLAY_GREEDY = "XO greedy"  # the yardstick: baselines.xo_performance_plan
 REPLAY_SHARE_FACTOR = 0.8  # xen.drs's share of host-steps over the threshold <= this x the greedy's
