@@ -409,8 +409,8 @@ REPLAY_MIGRATION_FACTOR, REPLAY_MIGRATION_SLACK = 1.5, 1  # migrations <= factor
 REPLAY_DAY_SECONDS = 60.0  # a day replayed by xen.drs (default policy) in under this, wall clock
 _THRESHOLD = traces.replay.REFERENCE_POLICY["load_threshold"]
 TARGET_REPLAY_SHARE = "replay: xen.drs host-steps over %g <= %g x XO greedy's" % (_THRESHOLD, REPLAY_SHARE_FACTOR)
-TARGET_REPLAY_MIGRATIONS = "replay: xen.drs migrations <= %g x XO greedy's + %d" % (REPLAY_MIGRATION_FACTOR,
-                                                                                 REPLAY_MIGRATION_SLACK)
+TARGET_REPLAY_MIGRATIONS = "replay: xen.drs migrations <= %g x XO greedy's + %d" % (
+    REPLAY_MIGRATION_FACTOR, REPLAY_MIGRATION_SLACK)
 TARGET_REPLAY_PING_PONG = "replay: xen.drs makes no ping-pong"
 TARGET_REPLAY_TIME = "replay: a day replayed by xen.drs in < %g s" % REPLAY_DAY_SECONDS
 REPLAY_TARGETS = (TARGET_REPLAY_SHARE, TARGET_REPLAY_MIGRATIONS, TARGET_REPLAY_PING_PONG, TARGET_REPLAY_TIME)
@@ -546,8 +546,8 @@ def main(argv=None):
         mine = [c for c in checks if c[0] == target]
         bad = [c for c in mine if not c[1]]
         verdict = ("NOT MET" if target in REPORT_ONLY else "MISSED") if bad else "met"
-        print("   %-58s %s (%d/%d %s)" % (target, verdict, len(mine) - len(bad), len(mine),
-                                         "days" if target in REPLAY_TARGETS else "scenarios"))
+        unit = "days" if target in REPLAY_TARGETS else "scenarios"
+        print("   %-58s %s (%d/%d %s)" % (target, verdict, len(mine) - len(bad), len(mine), unit))
     for result in results:
         if result["hosts"] in PLAN_TIME_TARGETS_S:
             drs = result["rows"]["xen.drs"]

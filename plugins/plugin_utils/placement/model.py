@@ -322,8 +322,9 @@ class Group:
     def export(self):
         if self.select is not None:
             return {"select": self.select, "strength": self.strength}
-        return list(self.members) if self.strength == "must" else {"members": list(self.members),
-                                                                    "strength": self.strength}
+        if self.strength == "must":
+            return list(self.members)
+        return {"members": list(self.members), "strength": self.strength}
 
 
 @dataclass(frozen=True)

@@ -82,26 +82,24 @@ def assess(state, policy):
     return verdicts
 
 
-def breaks(state, policy):
-    """{domain name: why} for every running domain that breaks a pin or anti-affinity where it runs now."""
+def _broken(state, policy, names_rules, broken_now):
     found = {}
     for name, host_name in state.placement.items():
-        if rules.has_rules(name, policy):
-            reason = rules.rule_break(name, host_name, policy, state.placement)
+        if names_rules(name, policy):
+            reason = broken_now(name, host_name, policy, state.placement)
             if reason is not None:
                 found[name] = reason
     return found
+
+
+def breaks(state, policy):
+    """{domain name: why} for every running domain that breaks a must pin or anti-affinity where it runs now."""
+    return _broken(state, policy, rules.has_rules, rules.rule_break)
 
 
 def soft_breaks(state, policy):
     """{domain name: why} for every running domain that breaks a should rule where it runs now."""
-    found = {}
-    for name, host_name in state.placement.items():
-        if rules.has_soft_rules(name, policy):
-            reason = rules.soft_break(name, host_name, policy, state.placement)
-            if reason is not None:
-                found[name] = reason
-    return found
+    return _broken(state, policy, rules.has_soft_rules, rules.soft_break)
 
 
 def measure_now(state, policy, balancing=False, initial=False, shedding=frozenset()):

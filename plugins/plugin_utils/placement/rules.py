@@ -90,28 +90,36 @@ class Maintenance:
 
 
 class Pin:
-    name = "pin"
+    """A domain runs only on its pinned hosts (policy.hard_pin; SoftPin: the should pins)."""
 
-    @staticmethod
-    def allows(domain_name, host_name, policy):
-        allowed = policy.hard_pin.get(domain_name)
+    name = "pin"
+    pins = "hard_pin"  # the Policy field holding {domain: hosts}
+    label = "pin"
+
+    @classmethod
+    def allows(cls, domain_name, host_name, policy):
+        allowed = getattr(policy, cls.pins).get(domain_name)
         return allowed is None or host_name in allowed
 
-    @staticmethod
-    def surely_rejects(domain, dest, policy, after):
-        return not Pin.allows(domain.name, dest.name, policy)
+    @classmethod
+    def surely_rejects(cls, domain, dest, policy, after):
+        return not cls.allows(domain.name, dest.name, policy)
 
-    @staticmethod
-    def rejects(domain, dest, state, policy):
-        if Pin.allows(domain.name, dest.name, policy):
-            return None
-        return f"{dest.name} not in pin [{', '.join(sorted(policy.hard_pin[domain.name]))}]"
+    @classmethod
+    def _hosts(cls, name, policy):
+        return ", ".join(sorted(getattr(policy, cls.pins)[name]))
 
-    @staticmethod
-    def broken_now(name, host_name, policy, placement):
-        if Pin.allows(name, host_name, policy):
+    @classmethod
+    def rejects(cls, domain, dest, state, policy):
+        if cls.allows(domain.name, dest.name, policy):
             return None
-        return f"{name} on {host_name}, outside its pin [{', '.join(sorted(policy.hard_pin[name]))}]"
+        return f"{dest.name} not in {cls.label} [{cls._hosts(domain.name, policy)}]"
+
+    @classmethod
+    def broken_now(cls, name, host_name, policy, placement):
+        if cls.allows(name, host_name, policy):
+            return None
+        return f"{name} on {host_name}, outside its {cls.label} [{cls._hosts(name, policy)}]"
 
 
 class MaxLoadCandidate:
@@ -249,12 +257,16 @@ class MaxVmPerHost:
 
 
 class AntiAffinity:
-    name = "anti_affinity"
+    """Members of a group never share a host (policy.groups_of; SoftAntiAffinity: the should groups)."""
 
-    @staticmethod
-    def mates_on(name, host_name, policy, placement):
+    name = "anti_affinity"
+    groups = "groups_of"  # the Policy field holding {domain: its groups}
+    label = "anti-affinity"
+
+    @classmethod
+    def mates_on(cls, name, host_name, policy, placement):
         """(group, members of it other than `name` placed on host_name), first group with any."""
-        for group in policy.groups_of.get(name, ()):
+        for group in getattr(policy, cls.groups).get(name, ()):
             there = [other for other in group if other != name and placement.get(other) == host_name]
             if there:
                 return group, there
@@ -264,18 +276,18 @@ class AntiAffinity:
     def surely_rejects(domain, dest, policy, after):
         return False  # needs the placement; decided by rejects
 
-    @staticmethod
-    def rejects(domain, dest, state, policy):
-        group, there = AntiAffinity.mates_on(domain.name, dest.name, policy, state.placement)
+    @classmethod
+    def rejects(cls, domain, dest, state, policy):
+        group, there = cls.mates_on(domain.name, dest.name, policy, state.placement)
         if there:
-            return f"{dest.name} anti-affinity group [{', '.join(group)}]: {', '.join(there)} runs there"
+            return f"{dest.name} {cls.label} group [{', '.join(group)}]: {', '.join(there)} runs there"
         return None
 
-    @staticmethod
-    def broken_now(name, host_name, policy, placement):
-        group, there = AntiAffinity.mates_on(name, host_name, policy, placement)
+    @classmethod
+    def broken_now(cls, name, host_name, policy, placement):
+        group, there = cls.mates_on(name, host_name, policy, placement)
         if there:
-            return f"{name} on {host_name} with {', '.join(there)}, anti-affinity group [{', '.join(group)}]"
+            return f"{name} on {host_name} with {', '.join(there)}, {cls.label} group [{', '.join(group)}]"
         return None
 
 
@@ -292,52 +304,16 @@ BROKEN = (Pin, AntiAffinity)
 # every should rule first, and takes one that breaks one only when no other fits (the move's reason
 # then says which). Breaks count in the measure's term soft_rule_breaks, below overload.
 
-class SoftPin:
+class SoftPin(Pin):
     name = "pin (should)"
-
-    @staticmethod
-    def allows(domain_name, host_name, policy):
-        allowed = policy.soft_pin.get(domain_name)
-        return allowed is None or host_name in allowed
-
-    @staticmethod
-    def rejects(domain, dest, state, policy):
-        if SoftPin.allows(domain.name, dest.name, policy):
-            return None
-        return f"{dest.name} not in should-pin [{', '.join(sorted(policy.soft_pin[domain.name]))}]"
-
-    @staticmethod
-    def broken_now(name, host_name, policy, placement):
-        if SoftPin.allows(name, host_name, policy):
-            return None
-        return f"{name} on {host_name}, outside its should-pin [{', '.join(sorted(policy.soft_pin[name]))}]"
+    pins = "soft_pin"
+    label = "should-pin"
 
 
-class SoftAntiAffinity:
+class SoftAntiAffinity(AntiAffinity):
     name = "anti_affinity (should)"
-
-    @staticmethod
-    def mates_on(name, host_name, policy, placement):
-        for group in policy.soft_groups_of.get(name, ()):
-            there = [other for other in group if other != name and placement.get(other) == host_name]
-            if there:
-                return group, there
-        return None, ()
-
-    @staticmethod
-    def rejects(domain, dest, state, policy):
-        group, there = SoftAntiAffinity.mates_on(domain.name, dest.name, policy, state.placement)
-        if there:
-            return f"{dest.name} should-anti-affinity group [{', '.join(group)}]: {', '.join(there)} runs there"
-        return None
-
-    @staticmethod
-    def broken_now(name, host_name, policy, placement):
-        group, there = SoftAntiAffinity.mates_on(name, host_name, policy, placement)
-        if there:
-            return (f"{name} on {host_name} with {', '.join(there)},"
-                    f" should-anti-affinity group [{', '.join(group)}]")
-        return None
+    groups = "soft_groups_of"
+    label = "should-anti-affinity"
 
 
 SOFT = (SoftPin, SoftAntiAffinity)

@@ -280,38 +280,36 @@ def headroom(greedy, host, reason):
     return progress
 
 
-def shed_forecast(greedy, host):
-    """Bring a host's forecast load to the threshold, highest forecast demand first."""
+def _shed_while(greedy, host, order, over, helps, reason):
+    """Move the host's domains, in `order`, while `over()` holds; only those `helps(domain)` says
+    lower what is over. Returns whether anything moved."""
     source, progress = greedy.state[host.name], False
-    threshold = greedy.policy.load_threshold
-    reason = (f"{host.name} trend {source.load:.2f} -> {source.forecast:.2f} in"
-              f" {history.minutes(greedy.policy.max_over)} min > {threshold}")
-    for domain in sorted(host.running, key=objective.forecast_shed_order):
-        if greedy.budget <= 0 or source.forecast <= threshold:
+    for domain in sorted(host.running, key=order):
+        if greedy.budget <= 0 or not over():
             break
-        if not domain.forecast or not greedy.movable(domain):
+        if not helps(domain) or not greedy.movable(domain):
             continue
         dest = greedy.search.best_destination(domain, source)
         if dest is not None:
             greedy.move(domain, dest, reason)
             progress = True
     return progress
+
+
+def shed_forecast(greedy, host):
+    """Bring a host's forecast load to the threshold, highest forecast demand first."""
+    source, threshold = greedy.state[host.name], greedy.policy.load_threshold
+    reason = (f"{host.name} trend {source.load:.2f} -> {source.forecast:.2f} in"
+              f" {history.minutes(greedy.policy.max_over)} min > {threshold}")
+    return _shed_while(greedy, host, objective.forecast_shed_order, lambda: source.forecast > threshold,
+                       lambda domain: bool(domain.forecast), reason)
 
 
 def shed_memory(greedy, host, reason):
     """Bring a host whose memory overload is sustained to memory_threshold, most memory first."""
-    source, progress = greedy.state[host.name], False
-    threshold = greedy.policy.memory_threshold
-    for domain in sorted(host.running, key=objective.memory_shed_order):
-        if greedy.budget <= 0 or source.memory_load <= threshold:
-            break
-        if domain.memory_mb <= 0 or not greedy.movable(domain):
-            continue
-        dest = greedy.search.best_destination(domain, source)
-        if dest is not None:
-            greedy.move(domain, dest, reason)
-            progress = True
-    return progress
+    source, threshold = greedy.state[host.name], greedy.policy.memory_threshold
+    return _shed_while(greedy, host, objective.memory_shed_order, lambda: source.memory_load > threshold,
+                       lambda domain: domain.memory_mb > 0, reason)
 
 
 def repair_soft(greedy, soft_breaks):

@@ -163,6 +163,7 @@ def test_the_order_of_hosts_and_domains_does_not_matter(scenario, shuffler):
     shuffled = [dict(h, domains=shuffler.sample(h["domains"], len(h["domains"])),
                      samples=shuffler.sample(h["samples"], len(h["samples"]))) for h in cluster]
     shuffler.shuffle(shuffled)
+
     def members(group):
         if isinstance(group, dict):
             return dict(group, members=shuffler.sample(group["members"], len(group["members"])))

@@ -59,8 +59,8 @@ CASES = {
         dict(hv2_domains=[domain("a", 0.1, memory_mb=31744)], policy={"memory_threshold": 0.5}),  # exactly 0.5
     ),
     "max_memory_candidate below memory_threshold": (
-        dict(hv2_domains=[domain("a", 0.1, memory_mb=26000)], policy={"memory_threshold": 0.5,
-                                                                       "max_memory_candidate": 0.4}),
+        dict(hv2_domains=[domain("a", 0.1, memory_mb=26000)],
+             policy={"memory_threshold": 0.5, "max_memory_candidate": 0.4}),
         "> max_memory_candidate 0.4",
         dict(hv2_domains=[domain("a", 0.1, memory_mb=26000)], policy={"memory_threshold": 0.5}),
     ),
