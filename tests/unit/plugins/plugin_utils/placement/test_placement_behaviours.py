@@ -182,7 +182,7 @@ def test_balancing_waits_for_the_hold():
 def test_a_move_that_gains_too_little_for_its_memory_is_not_made():
     pool = balance_pool()
     for entry in pool[0]["domains"]:
-        entry["memory_mb"] = 30 * 1024  # 0.15 of cost: 0.20 gain < 0.06 + 0.15
+        entry["memory_mb"] = 30 * 1024  # 0.15 of cost: 0.20 gain < 0.08 + 0.15
     pool[0]["memory_free_mb"] = pool[1]["memory_free_mb"] = pool[2]["memory_free_mb"] = 40000
     assert moves(planned(pool, {"now": NOW})) == []
 
