@@ -289,7 +289,7 @@ def test_balance_moves_one_guest_off_a_busier_host(lab, make_guests, tmp_path):
           f"schedinfo {busy1}: {lab.virsh('hv1', 'schedinfo', busy1, '--live').split()}")
     if demo.too_busy(one_busy, two_busy):
         pytest.skip(demo.too_busy(one_busy, two_busy))
-    target, min_gain = 0.15, 0.06  # level 2
+    target, min_gain = 0.15, 0.08  # level 2 (ansible-doc -t filter xen.drs.rebalance_plan)
     # hv1 against two hosts with (almost) nothing: the spread is about 0.47 x hv1's load
     if 0.47 * two_busy < target + 0.03 or one_busy < min_gain + 0.03:
         pytest.skip(f"the machine is too busy for a balance demo: hv1 load {two_busy:.2f} with two busy guests "
