@@ -8,7 +8,7 @@ again.
 """
 
 from . import rules
-from .history import NOT_OVER
+from .history import NOT_OVER, figure
 from .state import plain, rounded
 
 OK = "ok"
@@ -103,10 +103,11 @@ def host_entry(host, current, verdict, policy, initial_breaks, moved, out_of_bud
             reasons.append(f"rule break, {initial_breaks[domain.name]}{repair}")
     if verdict.memory_sustained:
         memory_threshold = policy.memory_threshold
-        reasons.append(f"memory load {current.initial_memory_load:.2f} > memory_threshold {memory_threshold};"
-                       f" {verdict.memory.reason}")
+        reasons.append(f"memory load {figure(current.initial_memory_load, memory_threshold)} > memory_threshold"
+                       f" {memory_threshold}; {verdict.memory.reason}")
         done = "<=" if current.memory_load <= memory_threshold else "still >"
-        reasons.append(f"predicted memory load {current.memory_load:.2f} {done} memory_threshold {memory_threshold}")
+        reasons.append(f"predicted memory load {figure(current.memory_load, memory_threshold)} {done}"
+                       f" memory_threshold {memory_threshold}")
     if current.arrived:
         reasons.append(f"receives {', '.join(current.arrived)}: predicted load {current.load:.2f}")
     return {

@@ -34,6 +34,14 @@ def minutes(value):
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
+def figure(value, like):
+    """A fraction printed next to a limit: with as many decimals as the limit has (at least 2), so that
+    0.0146 is not printed 0.01 next to a limit of 0.012611, nor 0.854 as 0.85 next to 0.85."""
+    text = repr(float(like))
+    decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 2
+    return f"{value:.{max(2, min(decimals, 6))}f}"
+
+
 def judge(samples, threshold, max_over, interval, now):
     """Return a Judgment; times are epoch seconds, max_over and interval minutes."""
     if not samples:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import exact, explain, rules, selectors, steps
-from .history import (INSUFFICIENT, NOT_SUSTAINED, SUSTAINED, Judgment, has_trend, held_spread, judge, minutes,
-                      recent_peak, trend)
+from .history import (INSUFFICIENT, NOT_SUSTAINED, SUSTAINED, Judgment, figure, has_trend, held_spread, judge,
+                      minutes, recent_peak, trend)
 from .model import parse_cluster, parse_policy
 from .objective import (BALANCE_LEVELS, COUNT_TERMS, MEASURE_TERMS, Measured, engine_objective_of, imbalance,
                         measure_of, spread)
@@ -58,23 +58,23 @@ def assess(state, policy):
         judgment = judge(host.samples, policy.load_threshold, policy.max_over, policy.interval, policy.now)
         sustained = (not current.maintenance and current.load > policy.load_threshold
                      and judgment.verdict == SUSTAINED)
-        reason = (f"{host.name} overloaded {current.load:.2f} > {policy.load_threshold}"
-                  f" for {minutes(judgment.over_for_min)} min")
+        load = figure(current.load, policy.load_threshold)
+        reason = f"{host.name} overloaded {load} > {policy.load_threshold} for {minutes(judgment.over_for_min)} min"
         if (not sustained and policy.predictive and not current.maintenance
                 and current.load > policy.load_threshold and judgment.verdict in (INSUFFICIENT, NOT_SUSTAINED)
                 and current.forecast > policy.load_threshold and trended(host, policy)):
             # the trend says the overload will still be there when max_over has passed: act now
             sustained = True
-            reason = (f"{host.name} overloaded {current.load:.2f} > {policy.load_threshold}"
-                      f" for {minutes(judgment.over_for_min)} min, trend -> {current.forecast:.2f}"
+            reason = (f"{host.name} overloaded {load} > {policy.load_threshold}"
+                      f" for {minutes(judgment.over_for_min)} min, trend -> {figure(current.forecast, policy.load_threshold)}"
                       f" in {minutes(policy.max_over)} min")
         memory, memory_sustained, memory_reason = None, False, ""
         if policy.memory_threshold is not None:
             memory = judge(host.memory_samples, policy.memory_threshold, policy.max_over, policy.interval, policy.now)
             memory_sustained = (not current.maintenance and current.memory_load > policy.memory_threshold
                                 and memory.verdict == SUSTAINED)
-            memory_reason = (f"{host.name} memory {current.memory_load:.2f} > memory_threshold"
-                             f" {policy.memory_threshold} for {minutes(memory.over_for_min)} min")
+            memory_reason = (f"{host.name} memory {figure(current.memory_load, policy.memory_threshold)} >"
+                             f" memory_threshold {policy.memory_threshold} for {minutes(memory.over_for_min)} min")
         forecast_over = (policy.predictive and not current.maintenance and current.load <= policy.load_threshold
                          and current.forecast > policy.load_threshold)
         verdicts[host.name] = Verdict(judgment, sustained, reason, memory, memory_sustained, memory_reason,

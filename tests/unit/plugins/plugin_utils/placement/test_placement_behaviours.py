@@ -284,3 +284,8 @@ def test_a_forecast_move_never_sends_a_domain_back_where_it_left_within_two_hour
     pool[0]["domains"][1]["last_migration"] = {"time": NOW - 90 * MIN, "source": "hv2", "destination": "hv1"}
     # steady may not go back to hv2 and does not fit hv3 (0.70 > 0.65): web1 goes instead
     assert moves(planned(pool, {"now": NOW, "balance": 0})) == [("web1", "hv1", "hv2")]
+
+
+def test_a_load_next_to_a_limit_is_printed_with_the_limit_s_precision():
+    result = planned(memory_pool(), {"now": NOW, "balance": 0, "memory_threshold": 0.6249})
+    assert result["migrations"][0]["reason"] == "hv1 memory 0.6250 > memory_threshold 0.6249 for 30 min"
