@@ -332,11 +332,7 @@ def soft_rejection(domain, dest, state, policy):
 
 def soft_break(name, host_name, policy, placement):
     """Why a running domain breaks a should rule where it runs now, or None."""
-    for rule in SOFT:
-        reason = rule.broken_now(name, host_name, policy, placement)
-        if reason is not None:
-            return reason
-    return None
+    return _first_break(SOFT, name, host_name, policy, placement)
 
 
 def has_soft_rules(name, policy):
@@ -360,7 +356,11 @@ def rule_break(name, host_name, policy, placement):
     The PLACE rules keep a plan from creating such a break; this finds the ones a plan starts with
     (a manual migration, an HA restart, a rule added later), for the planner to repair.
     """
-    for rule in BROKEN:
+    return _first_break(BROKEN, name, host_name, policy, placement)
+
+
+def _first_break(kinds, name, host_name, policy, placement):
+    for rule in kinds:
         reason = rule.broken_now(name, host_name, policy, placement)
         if reason is not None:
             return reason

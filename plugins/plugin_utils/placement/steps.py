@@ -222,15 +222,9 @@ def _attempt(greedy, host, reason, chains):
 
 def shed(greedy, host, reason):
     """Lower a host that cannot get under the threshold as far as the rules allow."""
-    source, progress = greedy.state[host.name], False
-    for domain in greedy.sheddable(host):
-        if greedy.budget <= 0 or source.load <= greedy.policy.load_threshold:
-            break
-        dest = greedy.search.best_destination(domain, source)
-        if dest is not None:
-            greedy.move(domain, dest, reason)
-            progress = True
-    return progress
+    source, threshold = greedy.state[host.name], greedy.policy.load_threshold
+    return _shed_while(greedy, host, objective.shed_order, lambda: source.load > threshold,
+                       lambda domain: domain.cpu > 0, reason)
 
 
 def run(greedy, initial_breaks):
