@@ -39,7 +39,6 @@ class Verdict:
     memory: Optional[Judgment] = None  # None while memory_threshold is null
     memory_sustained: bool = False
     memory_reason: str = ""
-    forecast_over: bool = False  # policy.predictive: at most the threshold now, over it in max_over minutes
 
 
 def trended(host, policy):
@@ -75,10 +74,7 @@ def assess(state, policy):
                                 and memory.verdict == SUSTAINED)
             memory_reason = (f"{host.name} memory {figure(current.memory_load, policy.memory_threshold)} >"
                              f" memory_threshold {policy.memory_threshold} for {minutes(memory.over_for_min)} min")
-        forecast_over = (policy.predictive and not current.maintenance and current.load <= policy.load_threshold
-                         and current.forecast > policy.load_threshold)
-        verdicts[host.name] = Verdict(judgment, sustained, reason, memory, memory_sustained, memory_reason,
-                                      forecast_over)
+        verdicts[host.name] = Verdict(judgment, sustained, reason, memory, memory_sustained, memory_reason)
     return verdicts
 
 
