@@ -12,6 +12,8 @@ on sys.path (the benchmarks), as ``replay``.
   presets.py   named presets (``reference``, ``placed``): trace -> scenario, and the policy they fix
   engine.py    replay(scenario, planner, policy) -> ReplayResult: the one stepping loop (ReplayError)
   metrics.py   Migration, Metrics, ReplayResult and the pure functions behind the figures
+  whatif.py    run_whatif(trace, planner, defaults, policy, variants, preset): one trace replayed under a
+               base policy and named variants, as the whatif.json document (WhatifError)
 
 Typical use:
 
@@ -27,10 +29,11 @@ from .metrics import PING_PONG_SECONDS, Metrics, Migration, ReplayResult, summar
 from .presets import PRESETS, REFERENCE_POLICY, Preset, PresetError, preset, reference_host_count, reference_memory_mb
 from .scenario import STEP_SECONDS, WINDOW, HostSpec, Scenario, ScenarioError, VmSpec
 from .trace import Trace, TraceError, TraceVm, parse_trace, read_trace
+from .whatif import WhatifError, run_whatif
 
 __all__ = [
     "HostSpec", "Metrics", "Migration", "PING_PONG_SECONDS", "PRESETS", "Preset", "PresetError", "REFERENCE_POLICY",
     "ReplayError", "ReplayResult", "STEP_SECONDS", "Scenario", "ScenarioError", "Trace", "TraceError", "TraceVm",
-    "VmSpec", "WINDOW", "parse_trace", "preset", "read_trace", "reference_host_count", "reference_memory_mb",
-    "replay", "summarize",
+    "VmSpec", "WINDOW", "WhatifError", "parse_trace", "preset", "read_trace", "reference_host_count",
+    "reference_memory_mb", "replay", "run_whatif", "summarize",
 ]
