@@ -13,6 +13,9 @@ from __future__ import annotations
 import os
 import time
 
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import NoLogError
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -30,6 +33,17 @@ ARGUMENT_SPEC = dict(
     preset=dict(type="str", choices=sorted(replay.PRESETS)),
     progress_seconds=dict(type="float", default=15),
 )
+
+
+def validated(task_args):
+    """The arguments with their defaults; AnsibleActionFail naming every bad one (ActionBase's
+    validate_argument_spec reports only the first error, which for a bad list element is a no_log
+    check's message that names no option)."""
+    validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(task_args)
+    errors = [error for error in validation.errors if not isinstance(error, NoLogError)] or list(validation.errors)
+    if errors:
+        raise AnsibleActionFail("whatif: " + "; ".join(str(error) for error in errors))
+    return dict(task_args, **validation.validated_parameters)
 
 
 class Progress:
@@ -62,7 +76,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp  # tmp no longer has any effect
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        args = validated(self._task.args)
         path = os.path.abspath(args["trace"])
         try:
             trace = replay.read_trace(path)

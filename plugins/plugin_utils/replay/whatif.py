@@ -153,13 +153,12 @@ def document(trace, scenario, preset, results, wall_seconds):
 def variant_entry(name, overrides, result: ReplayResult):
     """One variant: its overrides, full policy, figures, migrations and each host's load per step."""
     data = result.as_dict()
-    return {"name": name, "overrides": _plain(overrides), "policy": _plain(data["policy"]),
-            "metrics": data["metrics"], "migrations": data["migrations"],
-            "host_loads": {host: list(loads) for host, loads in data["host_loads"].items()}}
+    return _plain({"name": name, "overrides": overrides, "policy": data["policy"], "metrics": data["metrics"],
+                   "migrations": data["migrations"], "host_loads": data["host_loads"]})
 
 
 def _plain(value: Any):
-    """JSON types: mappings become dicts, sequences lists; non-finite floats are refused by json anyway."""
+    """JSON types: mappings become dicts (str keys), sequences lists, non-finite floats None."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
