@@ -1,12 +1,13 @@
 """xen.drs placement benchmark: generated scenarios, baselines, exact minimum, trace replay.
 
-    python benchmarks/run.py [--quick] [--check] [--seeds N] [--hard-seeds N] [--no-traces]
+    python benchmarks/run.py [--quick] [--check] [--seeds N] [--hard-seeds N] [--no-traces] [--no-whatif]
 
 Prints one table per scenario (migrations planned, hosts still overloaded, peak load, load
 standard deviation, memory moved, planning time, rule breaks) for xen.drs, the Xen Orchestra
 performance plan and ProxLB, plus the exact minimum (HiGHS) on small scenarios; then one
 PlanetLab trace-replay table per day (the collection's replay engine, reference preset: xen.drs
-with each policy variant of REPLAY_VARIANTS against the XO greedy); then a summary per scenario
+with each policy variant of REPLAY_VARIANTS against the XO greedy); in a full run, playbooks/whatif.yml
+timed on the largest day (whatif_playbook.py); then a summary per scenario
 kind and the target verdicts. Exit code 0 even when a target is missed (the misses are printed as
 MISSED lines) unless --check is given, then 1.
 """
@@ -30,6 +31,7 @@ import placement  # noqa: E402  pylint: disable=wrong-import-position
 import rules  # noqa: E402  pylint: disable=wrong-import-position
 import scenarios  # noqa: E402  pylint: disable=wrong-import-position
 import traces  # noqa: E402  pylint: disable=wrong-import-position
+import whatif_playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 EXACT_SLACK_PERCENT = 10  # xen.drs may use at most the exact minimum + 10 % migrations
 EXACT_TIME_LIMIT_S = 10.0  # per HiGHS solve; a solve that hits it is reported as not proven optimal
@@ -516,6 +518,8 @@ def main(argv=None):
     parser.add_argument("--exact-time-limit", type=float, default=EXACT_TIME_LIMIT_S,
                         help="seconds per exact (HiGHS) solve (default %g)" % EXACT_TIME_LIMIT_S)
     parser.add_argument("--no-traces", action="store_true", help="skip the PlanetLab trace replay")
+    parser.add_argument("--no-whatif", action="store_true",
+                        help="skip timing playbooks/whatif.yml on the largest trace day (full runs only)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure and verdict to FILE")
     args = parser.parse_args(argv)
 
@@ -535,18 +539,23 @@ def main(argv=None):
     replay = None if args.no_traces else run_traces(args.quick)
     if replay:
         print("   (trace replay: %.1f s)" % (time.perf_counter() - replay_started))
+    whatif = None
+    if not (args.quick or args.no_whatif or args.no_traces) and traces.days():
+        whatif = whatif_playbook.run_playbook(whatif_playbook.largest_day(traces.days()))
+        whatif_playbook.print_run(whatif)
 
     summary = kind_summary(results)
     print_kind_summary(summary)
     print_time_split(results)
-    checks = verdicts(results) + replay_verdicts(replay)
+    checks = (verdicts(results) + replay_verdicts(replay)
+              + whatif_playbook.verdicts(whatif, replay, "xen.drs %s" % REPLAY_DEFAULT))
     print("\n== targets")
     missed = [c for c in checks if not c[1] and c[0] not in REPORT_ONLY]
     for target in dict.fromkeys(c[0] for c in checks):
         mine = [c for c in checks if c[0] == target]
         bad = [c for c in mine if not c[1]]
         verdict = ("NOT MET" if target in REPORT_ONLY else "MISSED") if bad else "met"
-        unit = "days" if target in REPLAY_TARGETS else "scenarios"
+        unit = "days" if target in REPLAY_TARGETS else "runs" if target in whatif_playbook.TARGETS else "scenarios"
         print("   %-58s %s (%d/%d %s)" % (target, verdict, len(mine) - len(bad), len(mine), unit))
     for result in results:
         if result["hosts"] in PLAN_TIME_TARGETS_S:
@@ -571,6 +580,7 @@ def main(argv=None):
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"scenarios": results, "replay": replay, "per_kind": summary,
+                       "whatif": whatif and {k: v for k, v in whatif.items() if k != "document"},
                        "targets": [{"target": t, "met": ok, "detail": d} for t, ok, d in checks]}, handle, indent=1)
     return 1 if args.check and missed else 0
 
