@@ -143,7 +143,7 @@ def assert_self_contained(text):
 def test_a_malformed_trace_stops_the_playbook_naming_file_line_and_field(tmp_path, content, words):
     trace = tmp_path / "bad.csv"
     trace.write_text(content, encoding="utf-8")
-    rc, out, _ = ansible_playbook("playbooks/whatif.yml", "-e", f"xen_drs_whatif_trace={trace}",
+    rc, out, _seconds = ansible_playbook("playbooks/whatif.yml", "-e", f"xen_drs_whatif_trace={trace}",
                                   "-e", f"xen_drs_whatif_report_dir={tmp_path / 'report'}")
     assert rc != 0 and f"whatif: {trace}, {words}" in out
     assert not (tmp_path / "report").exists()
@@ -158,7 +158,7 @@ def test_the_inventorys_policy_is_the_base_and_a_missing_trace_is_named(tmp_path
     trace = tmp_path / "pool.csv"
     trace.write_text("vm,host,memory_mb,t0,t1,t2,t3\nhot1,hvA,4096,400,400,400,400\nhot2,hvA,4096,350,350,350,350\n"
                      "calm,hvB,2048,50,50,50,50\n", encoding="utf-8")
-    rc, out, _ = ansible_playbook("-i", str(inventory), "playbooks/whatif.yml", "-e", f"xen_drs_whatif_trace={trace}",
+    rc, out, _seconds = ansible_playbook("-i", str(inventory), "playbooks/whatif.yml", "-e", f"xen_drs_whatif_trace={trace}",
                                   "-e", f"xen_drs_whatif_report_dir={tmp_path / 'report'}")
     assert rc == 0, out
     doc = json.loads((tmp_path / "report" / "whatif.json").read_text(encoding="utf-8"))
@@ -169,14 +169,16 @@ def test_the_inventorys_policy_is_the_base_and_a_missing_trace_is_named(tmp_path
     assert [h["name"] for h in doc["scenario"]["hosts"]] == ["hvA", "hvB"]
     assert base["migrations"] and base["migrations"][0]["source"] == "hvA"
 
-    rc, out, _ = ansible_playbook("playbooks/whatif.yml")
+    rc, out, _seconds = ansible_playbook("playbooks/whatif.yml")
     assert rc != 0 and "xen_drs_whatif_trace: give the CSV trace to replay" in out
 
 
 # ---------------------------------------------------------------------------------------------- browser
 
 PROBE_HEAD = """<script>window.__xenDrsErrors = [];
-window.addEventListener("error", function (e) { __xenDrsErrors.push(String(e.message || ("failed to load " + (e.target && (e.target.src || e.target.href))))); }, true);
+window.addEventListener("error", function (e) {
+  __xenDrsErrors.push(String(e.message || ("failed to load " + (e.target && (e.target.src || e.target.href)))));
+}, true);
 window.addEventListener("unhandledrejection", function (e) { __xenDrsErrors.push("unhandled rejection: " + e.reason); });
 </script>"""
 PROBE_TAIL = """<script>window.addEventListener("load", function () {
@@ -261,7 +263,7 @@ def test_whatif_html_in_a_browser(whatif_run):
 
 @needs_chromium
 def test_run_report_html_in_a_browser(tmp_path):
-    rc, out, _ = ansible_playbook("tests/integration/playbooks/render_report.yml", "-e", f"report_dir={tmp_path}")
+    rc, out, _seconds = ansible_playbook("tests/integration/playbooks/render_report.yml", "-e", f"report_dir={tmp_path}")
     assert rc == 0, out
     assert_self_contained((tmp_path / "report.html").read_text(encoding="utf-8"))
     findings = open_in_browser(tmp_path / "report.html", OUTPUT / "report.png")

@@ -102,18 +102,18 @@ def plan_runs(trace, planner, defaults, *, policy=None, variants=None, preset=No
         scenario = chosen.scenario(trace, start=start)
         base_name, base = chosen.name, chosen.policy(defaults)
         base.pop("now", None)
-    if any(name == base_name for name, _ in runs):
+    if any(name == base_name for name, _overrides in runs):
         raise WhatifError(f"variants: the name {base_name!r} is the base run's; choose another")
     planned = [(base_name, {}, base)]
     for index, (name, overrides) in enumerate(runs):
         planned.append((name, overrides, merge_policy(base, {}, overrides, f"variants[{index}] ({name})")))
-    for name, _, full in planned:
+    for name, _overrides, full in planned:
         check_policy(planner, full, scenario.start, f"variant {name!r}")
     return scenario, planned
 
 
 def run_whatif(trace, planner, defaults, *, policy=None, variants=None, preset=None, start=REFERENCE_START,
-           progress: Optional[Callable[..., None]] = None, clock: Callable[[], float] = time.perf_counter):
+               progress: Optional[Callable[..., None]] = None, clock: Callable[[], float] = time.perf_counter):
     """Replay ``trace`` (a trace.Trace) under the base policy and each variant: the whatif.json document.
 
     ``progress(done, total, variant name, elapsed seconds)`` is called after every step of every

@@ -28,7 +28,7 @@ def replayed(metrics=None):
 
 
 def verdicts(run, replay=None):
-    return {target: ok for target, ok, _ in wp.verdicts(run, replay or replayed(), "xen.drs default")}
+    return {target: ok for target, ok, _detail in wp.verdicts(run, replay or replayed(), "xen.drs default")}
 
 
 def test_largest_day_is_the_one_with_most_rows(tmp_path):
