@@ -1,0 +1,159 @@
+"""The Xen tests run on emulated Xen 4.17 hosts (tests/xenlab): real xl, real libvirt libxl driver.
+
+* ``xenlab`` (session): two Xen hosts, booted once per session and stopped at its end (also when a
+  test fails); ``XEN_DRS_XENLAB=NAME`` uses a lab already up (``xenlab.py up --name NAME``) instead. Skipped, with the reason, only when not root or when QEMU is missing; a failed
+  build or boot is an error, not a skip.
+* ``pv_guest(host, name, kind)``: defines and starts a PV guest (kind idle, busy or half) through
+  libvirt on ``host``; every guest made is destroyed and undefined wherever it is at the end.
+* ``run_playbook(xenlab, playbook, extra_vars, check)``: ansible-playbook as the lab's controller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "xenlab"))
+
+import xenlab as xenlab_lib  # noqa: E402  pylint: disable=wrong-import-position
+
+GUEST_XML = """<domain type='xen'>
+  <name>{name}</name>
+  <memory unit='MiB'>{memory}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='xenpv'>linux</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{initrd}</initrd>
+    <cmdline>console=hvc0 xdrs.kind={kind}</cmdline>
+  </os>
+  <on_crash>preserve</on_crash>
+  <devices>
+    <console type='pty'><target type='xen' port='0'/></console>
+  </devices>
+</domain>
+"""
+
+
+def unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "the Xen lab needs root (network namespace, taps, debootstrap)"
+    if not shutil.which("qemu-system-x86_64"):
+        return "qemu-system-x86_64 is not installed (bash scripts/setup installs it)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def xenlab():
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"Xen lab unavailable: {reason}")
+    reuse = os.environ.get("XEN_DRS_XENLAB")
+    if reuse:  # a lab brought up by hand (tests/xenlab/xenlab.py up --name NAME): used, left up
+        lab = xenlab_lib.XenLab(reuse, hosts=2)
+        if not lab.state().get("hosts"):
+            pytest.fail(f"XEN_DRS_XENLAB={reuse}: no such Xen lab is up")
+        yield lab
+        return
+    lab = xenlab_lib.XenLab(f"x{os.getpid() % 10_000_000}", hosts=2)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        state = lab.up()
+        print(f"\nxenlab {lab.name}: up in {state['boot_seconds']} s "
+              f"(build: {state['manifest'].get('build_seconds', 'cached')})")
+        yield lab
+    finally:
+        print(f"\nxenlab {lab.name}: down in {lab.down():.1f} s")
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def guest_xml(name: str, kind: str = "idle", memory: int = 128) -> str:
+    manifest = xenlab_lib.xen_build
+    return GUEST_XML.format(name=name, kind=kind, memory=memory,
+                            kernel=f"{manifest.GUEST_DIR}/vmlinuz", initrd=f"{manifest.GUEST_DIR}/guest.gz")
+
+
+@pytest.fixture
+def pv_guest(xenlab):  # pylint: disable=redefined-outer-name
+    made: list[str] = []
+
+    def start(host: str, name: str, kind: str = "idle", memory: int = 128) -> str:
+        made.append(name)
+        path = f"/tmp/{name}.xml"
+        xenlab.ssh(host, f"cat > {path}", input=guest_xml(name, kind, memory))
+        xenlab.virsh(host, "define", path)
+        console_log(xenlab, host, name, clear=True)
+        xenlab.virsh(host, "start", name)
+        wait_for(lambda: ticks(console_log(xenlab, host, name)), 240, f"{name} to tick on {host}")
+        return name
+
+    yield start
+    for name in made:
+        for host in xenlab.hosts:
+            xenlab.ssh(host, f"virsh -c xen:///system destroy {name}; virsh -c xen:///system undefine {name}; "
+                             f"rm -f /var/log/xen/console/guest-{name}.log", check=False)
+
+
+def console_log(xenlab, host, name, clear=False) -> str:  # pylint: disable=redefined-outer-name
+    path = f"/var/log/xen/console/guest-{name}.log"
+    if clear:
+        xenlab.ssh(host, f": > {path}", check=False)
+        return ""
+    return xenlab.ssh(host, f"cat {path}", check=False).stdout
+
+
+def ticks(console: str) -> list[int]:
+    return [int(n) for n in re.findall(r"^tick (\d+)\r?$", console, re.MULTILINE)]
+
+
+def running_on(xenlab, name) -> list[str]:  # pylint: disable=redefined-outer-name
+    return [h for h in xenlab.hosts if name in xenlab.virsh(h, "list", "--name").split()]
+
+
+def wait_for(predicate, timeout, what, interval=2.0):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+    return value
+
+
+def run_playbook(xenlab, playbook, extra_vars: dict | None = None,  # pylint: disable=redefined-outer-name
+                 check: bool = False, timeout: float = 1800) -> tuple[int, str, dict | None]:
+    """ansible-playbook as the Xen lab's controller; stdout is the ansible.posix.json callback's."""
+    cmd = ["ansible-playbook", "-i", str(xenlab.inventory_path), str(Path(playbook).resolve())]
+    if extra_vars:
+        cmd += ["--extra-vars", json.dumps(extra_vars)]
+    if check:
+        cmd += ["--check", "--diff"]
+    started = time.monotonic()
+    proc = xenlab.ctl(cmd, check=False, timeout=timeout, env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+    print(f"\n{Path(playbook).name}{' --check' if check else ''}: rc={proc.returncode} in "
+          f"{time.monotonic() - started:.0f} s")
+    try:
+        result = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        result = None
+    return proc.returncode, proc.stdout + proc.stderr, result
+
+
+def task_results(result: dict, task_name: str) -> dict[str, dict]:
+    for play in result["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"] == task_name:
+                return task["hosts"]
+    raise KeyError(f"no task named {task_name!r} in the playbook's output")
