@@ -27,7 +27,7 @@ def largest_day(day_paths):
     """The day with the most VMs (rows)."""
     def rows(path):
         with open(path, encoding="utf-8") as handle:
-            return sum(1 for _ in handle)
+            return sum(1 for _line in handle)
     return max(day_paths, key=rows)
 
 

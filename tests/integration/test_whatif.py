@@ -144,7 +144,7 @@ def test_a_malformed_trace_stops_the_playbook_naming_file_line_and_field(tmp_pat
     trace = tmp_path / "bad.csv"
     trace.write_text(content, encoding="utf-8")
     rc, out, _seconds = ansible_playbook("playbooks/whatif.yml", "-e", f"xen_drs_whatif_trace={trace}",
-                                  "-e", f"xen_drs_whatif_report_dir={tmp_path / 'report'}")
+                                         "-e", f"xen_drs_whatif_report_dir={tmp_path / 'report'}")
     assert rc != 0 and f"whatif: {trace}, {words}" in out
     assert not (tmp_path / "report").exists()
 
@@ -158,8 +158,9 @@ def test_the_inventorys_policy_is_the_base_and_a_missing_trace_is_named(tmp_path
     trace = tmp_path / "pool.csv"
     trace.write_text("vm,host,memory_mb,t0,t1,t2,t3\nhot1,hvA,4096,400,400,400,400\nhot2,hvA,4096,350,350,350,350\n"
                      "calm,hvB,2048,50,50,50,50\n", encoding="utf-8")
-    rc, out, _seconds = ansible_playbook("-i", str(inventory), "playbooks/whatif.yml", "-e", f"xen_drs_whatif_trace={trace}",
-                                  "-e", f"xen_drs_whatif_report_dir={tmp_path / 'report'}")
+    rc, out, _seconds = ansible_playbook("-i", str(inventory), "playbooks/whatif.yml",
+                                         "-e", f"xen_drs_whatif_trace={trace}",
+                                         "-e", f"xen_drs_whatif_report_dir={tmp_path / 'report'}")
     assert rc == 0, out
     doc = json.loads((tmp_path / "report" / "whatif.json").read_text(encoding="utf-8"))
     base = doc["variants"][0]
