@@ -200,17 +200,18 @@ def test_rebalance_sheds_an_overloaded_xen_host(xenlab, pv_guest, tmp_path):
     before = {vm: running_on(xenlab, vm) for vm in ("rb-busy1", "rb-busy2", "rb-idle")}
     rc, output = rebalance("--check", "--diff")
     assert rc == 0, output[-4000:]
-    planned = re.findall(r"(rb-busy\d)\s+xen1 -> xen2", output)
-    assert planned, output[-4000:]
+    planned = set(re.findall(r"(rb-busy\d)\s+xen1 -> xen2", output))  # the plan table and the diff
+    assert len(planned) == 1, output[-4000:]
     assert {vm: running_on(xenlab, vm) for vm in before} == before
 
     rc, output = rebalance()
     assert rc == 0, output[-4000:]
     report = newest_report()
-    moved = [o for o in report["outcomes"] if o["status"] == "migrated"]
-    assert [o["vm"] for o in moved] == planned[:1], report["outcomes"]
-    assert running_on(xenlab, planned[0]) == ["xen2"]
-    print(f"migrated {planned[0]} in {report['figures']['migrate_seconds']:.0f} s "
+    moved = [o["vm"] for o in report["outcomes"] if o["status"] == "migrated"]
+    # one of the two equally busy guests (which one may differ from --check's: their loads are measured again)
+    assert len(moved) == len(planned) == 1 and moved[0] in ("rb-busy1", "rb-busy2"), report["outcomes"]
+    assert running_on(xenlab, moved[0]) == ["xen2"]
+    print(f"migrated {moved[0]} in {report['figures']['migrate_seconds']:.0f} s "
           f"(run {report['figures']['wall_seconds']:.0f} s)")
 
     rc, output = rebalance()

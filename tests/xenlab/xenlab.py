@@ -236,7 +236,7 @@ class XenLab:
     def ssh_command(self, host: str, command: str) -> list[str]:
         return ["ip", "netns", "exec", self.netns, "ssh", "-i", str(self.key), "-o", "IdentitiesOnly=yes",
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                "-o", "ConnectTimeout=10", "-o", "BatchMode=yes", f"root@{self.address(host)}", command]
+                "-o", "ConnectTimeout=60", "-o", "BatchMode=yes", f"root@{self.address(host)}", command]
 
     def ssh(self, host: str, command: str, check: bool = True, timeout: float | None = 300,
             input: str | None = None) -> subprocess.CompletedProcess:
@@ -255,6 +255,8 @@ class XenLab:
         env.setdefault("ANSIBLE_NOCOLOR", "1")
         # Every round trip to an emulated dom0 costs seconds: one ssh connection per host, reused.
         env.setdefault("ANSIBLE_PIPELINING", "True")
+        # An emulated dom0 under load can take longer than ssh's default 10 s to answer.
+        env.setdefault("ANSIBLE_TIMEOUT", "60")
         return env
 
     def ctl(self, cmd: Sequence[str], check: bool = True, timeout: float | None = 1800,
