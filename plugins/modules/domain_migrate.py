@@ -146,6 +146,10 @@ notes:
     O(undefine_source) and O(migration_address). O(bandwidth_mib), O(max_downtime_ms), O(copy_storage) and O(unsafe)
     are QEMU/KVM features that libvirt rejects for Xen, and the module then fails before anything moves.
     If the driver cannot abort a job, reaching O(timeout) produces a warning and the migration runs to its end.
+  - Verified on Xen 4.17 with libvirt 9.0's libxl driver (the collection's Xen lab, C(tests/xen)), peer-to-peer over
+    C(xen+ssh://), with and without O(migration_address). libxl keeps no completed-job statistics, so RV(job) is empty
+    there and the downtime is not reported. PV guests need a hypervisor built with shadow paging to migrate live
+    (Debian's is built without it; see C(tests/xenlab/README.md)).
 seealso:
   - module: xen.drs.hypervisor_info
   - module: xen.drs.migration_record

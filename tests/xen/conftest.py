@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -115,8 +116,24 @@ def console_log(xenlab, host, name, clear=False) -> str:  # pylint: disable=rede
     return xenlab.ssh(host, f"cat {path}", check=False).stdout
 
 
+TICK_RE = re.compile(r"^(?:\[([^\]]*)\] ?)?tick (\d+)\r?$", re.MULTILINE)
+
+
 def ticks(console: str) -> list[int]:
-    return [int(n) for n in re.findall(r"^tick (\d+)\r?$", console, re.MULTILINE)]
+    """The guest's tick numbers, in order (xenconsoled may put a time stamp before each line)."""
+    return [int(m.group(2)) for m in TICK_RE.finditer(console)]
+
+
+def tick_times(console: str) -> list[tuple[int, float]]:
+    """(tick number, epoch seconds) for each time-stamped tick line."""
+    stamped = []
+    for m in TICK_RE.finditer(console):
+        if m.group(1):
+            stamp = m.group(1).strip().removesuffix(" UTC")
+            fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in stamp else "%Y-%m-%d %H:%M:%S"
+            when = datetime.datetime.strptime(stamp, fmt)  # xenconsoled stamps in UTC
+            stamped.append((int(m.group(2)), when.replace(tzinfo=datetime.timezone.utc).timestamp()))
+    return stamped
 
 
 def running_on(xenlab, name) -> list[str]:  # pylint: disable=redefined-outer-name

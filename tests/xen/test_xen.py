@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import console_log, run_playbook, running_on, task_results, ticks, wait_for
+from conftest import console_log, run_playbook, running_on, task_results, tick_times, ticks, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
@@ -49,6 +49,20 @@ def migrate(xenlab, vm, source, destination, check=False, **extra) -> dict:
                                       check=check)
     assert result, f"no JSON from ansible-playbook (rc={rc}):\n{output[-3000:]}"
     return task_results(result, MIGRATE_TASK)["localhost"]
+
+
+def console_gap(xenlab, vm, source, destination) -> str:
+    """How long the guest's console was silent across a migration (its last tick logged by the
+    source's xenconsoled, its first on the destination's), with the two dom0s' clock offset."""
+    before = tick_times(console_log(xenlab, source, vm))
+    after = tick_times(console_log(xenlab, destination, vm))
+    if not before or not after:
+        return "unknown (xenconsoled wrote no time stamps)"
+    # the destination's clock against the source's, read from the source over one ssh hop
+    out = xenlab.ssh(source, f"date +%s.%N; ssh {destination} date +%s.%N; date +%s.%N").stdout.split()
+    offset = float(out[1]) - (float(out[0]) + float(out[2])) / 2
+    return (f"{after[0][1] - before[-1][1] - offset:.1f} s (ticks every 1 s; clock offset {offset:+.1f} s "
+            f"+/- {(float(out[2]) - float(out[0])) / 2:.1f} s corrected)")
 
 
 def state_file(xenlab, host) -> dict:
@@ -114,6 +128,7 @@ def test_live_migration_over_xen_ssh(xenlab, pv_guest):
                      f"{vm} to tick on xen2")
     assert "xdrs-guest: boot" not in console_log(xenlab, "xen2", vm), "the guest rebooted"
     print(f"ticks: {last_tick} on xen1, then {after[0]}..{after[-1]} on xen2")
+    print(f"console silent for {console_gap(xenlab, vm, 'xen1', 'xen2')} across the switch-over")
 
     # a repeat is a no-op
     again = migrate(xenlab, vm, "xen1", "xen2")

@@ -48,6 +48,8 @@ DOM0_PACKAGES = [
     "xen-utils-4.17", "xen-utils-common", "libvirt-daemon-system", "libvirt-daemon-driver-xen",
     "libvirt-clients", "python3-libvirt", "openssh-server", "openssh-client", "netcat-openbsd",
     "iputils-ping", "ca-certificates",
+    # the apt module of the roles (xen.drs.hypervisor) needs python3-apt on the host
+    "python3-apt",
 ]
 # Kernel modules the dom0 does not need (the image is smaller and mkfs faster without them).
 UNNEEDED_MODULES = ["sound", "drivers/media", "drivers/gpu", "drivers/infiniband", "drivers/iio",
@@ -248,10 +250,11 @@ class Build:
         (root / "etc" / "hosts").write_text(
             "127.0.0.1 localhost\n" + "".join(f"{a} {h}\n" for h, a in LAB_HOSTS.items()))
         (root / "etc" / "machine-id").write_text("")  # each boot makes its own
-        # Guest consoles logged in dom0, so tests read the guests' ticks.
+        # Guest consoles logged in dom0 with a time stamp per line, so tests read the guests' ticks
+        # and see how long a migrating guest was silent.
         default_xen = root / "etc" / "default" / "xen"
         lines = [line for line in default_xen.read_text().splitlines() if not line.startswith("XENCONSOLED_ARGS")]
-        default_xen.write_text("\n".join(lines + ['XENCONSOLED_ARGS="--log=guest --log-dir=/var/log/xen/console"']) + "\n")
+        default_xen.write_text("\n".join(lines + ['XENCONSOLED_ARGS="--log=guest --log-dir=/var/log/xen/console --timestamp=guest"']) + "\n")
         (root / "var" / "log" / "xen" / "console").mkdir(parents=True, exist_ok=True)
         # The lab's root key: the controller's way in, and the hosts' way to each other.
         key = self.dir / "lab_key"
