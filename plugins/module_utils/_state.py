@@ -7,18 +7,32 @@ It lives on the hypervisor because AWX runs every job in a throw-away container:
 recent load samples, its domains' CPU samples and the migrations that touched it must survive the
 control node.
 
-Format (JSON), version 2::
+Format (JSON), version 3::
 
-    {"version": 2,
+    {"version": 3,
      "samples": [[epoch, load, memory_load], ...],
      "domains": {"<domain uuid>": [[epoch, cores], ...], ...},
-     "migrations": [{"time", "vm", "uuid", "source", "destination"}, ...]}
+     "migrations": [{"time", "vm", "uuid", "source", "destination"}, ...],
+     "archive": {"step": 300,
+                 "host": {"name", "cpus", "memory_mb", "load": SERIES, "memory_load": SERIES},
+                 "domains": {"<domain uuid>": {"name", "memory_mb", "vcpus", "cpu": SERIES}, ...}}}
 
 every list oldest first. A host sample may also be an ``[epoch, load]`` pair (samples written by
 version 1, or taken when the host's memory was unknown). Version 1 (``samples`` as pairs, no
-``domains``) is read as it is and written back as version 2. A file of a newer version is never
-overwritten: it reads as an empty state marked ``newer_version``, and save_state refuses it.
-The file is bounded (see MAX_SAMPLES / MAX_MIGRATIONS) and replaced atomically.
+``domains``) and version 2 (no ``archive``) are read as they are and written back as version 3,
+with an empty archive that fills from then on. A file of a newer version is never overwritten: it
+reads as an empty state marked ``newer_version``, and save_state refuses it. The file is bounded
+(see MAX_SAMPLES / MAX_MIGRATIONS / MAX_ARCHIVE_BUCKETS / MAX_ARCHIVE_DOMAINS) and replaced atomically.
+
+The archive is the long, downsampled history a replay needs (the samples above only cover
+``history_minutes``): a SERIES is ``{"start": epoch, "n": count, "v": [mean or null, ...]}``,
+``v[i]`` the mean of the samples taken in ``[start + i * step, start + (i + 1) * step)`` (null:
+none), ``n`` the number of samples in the last bucket (so the next sample of that bucket updates its
+mean). Buckets are ARCHIVE_STEP (5 minutes) long and kept ARCHIVE_DAYS (14 days, 4,032 buckets); a
+value is written with 3 decimals, so a full series is about 24 KB and a host with 20 domains keeps
+about 0.5 MB. A domain's archive stays on the host after the domain left (a replay needs where it
+was), until its newest bucket is older than the archive's days; at most MAX_ARCHIVE_DOMAINS domains,
+those seen last.
 """
 
 from __future__ import annotations
@@ -28,10 +42,14 @@ import os
 import tempfile
 from dataclasses import dataclass, field, replace
 
-VERSION = 2
+VERSION = 3
 MAX_SAMPLES = 1000  # per series: the host's, and each domain's
 MAX_MIGRATIONS = 200
 RECORD_FIELDS = ("time", "vm", "uuid", "source", "destination")
+ARCHIVE_STEP = 300  # seconds per archive bucket (the replay's step)
+ARCHIVE_DAYS = 14
+MAX_ARCHIVE_BUCKETS = ARCHIVE_DAYS * 86400 // ARCHIVE_STEP  # 4,032 per series, whatever the days asked
+MAX_ARCHIVE_DOMAINS = 200
 
 
 @dataclass
@@ -39,6 +57,7 @@ class State:
     samples: list = field(default_factory=list)
     migrations: list = field(default_factory=list)
     domains: dict = field(default_factory=dict)  # domain uuid -> [[epoch, cores], ...]
+    archive: dict = field(default_factory=dict)  # the downsampled long history (see the module's docstring)
     newer_version: int | None = None  # the version of a file this release cannot read (never overwritten)
 
 
@@ -78,7 +97,7 @@ def _check_samples(samples, shapes, what):
 
 
 def parse_state(text):
-    """State from the file's text (version 1 or 2); raises ValueError saying what is wrong.
+    """State from the file's text (version 1, 2 or 3); raises ValueError saying what is wrong.
 
     A newer version raises _NewerVersion (a ValueError) carrying it.
     """
@@ -87,7 +106,7 @@ def parse_state(text):
         raise ValueError("top level is not an object")
     version = data.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"version is {version!r}, expected 1 or {VERSION}")
+        raise ValueError(f"version is {version!r}, expected 1 to {VERSION}")
     if version > VERSION:
         raise _NewerVersion(version)
     samples, migrations = data.get("samples", []), data.get("migrations", [])
@@ -99,7 +118,153 @@ def parse_state(text):
         raise ValueError("'domains' is not an object of domain uuid -> samples")
     for uuid, series in domains.items():
         _check_samples(series, DOMAIN, f"'domains' entry {uuid!r}")
-    return State(samples=samples, migrations=migrations, domains=domains)
+    archive = {} if version < 3 else data.get("archive", {})
+    check_archive(archive)
+    return State(samples=samples, migrations=migrations, domains=domains, archive=archive)
+
+
+def _check_series(series, what):
+    if not isinstance(series, dict):
+        raise ValueError(f"{what} is not an object {{start, n, v}}, got {series!r}")
+    start, count, values = series.get("start"), series.get("n"), series.get("v")
+    if not _number(start):
+        raise ValueError(f"{what}.start is not a number, got {start!r}")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"{what}.n is not a whole number >= 1, got {count!r}")
+    if not isinstance(values, list) or not values or not all(v is None or _number(v) for v in values):
+        raise ValueError(f"{what}.v is not a non-empty list of numbers or nulls")
+    if len(values) > MAX_ARCHIVE_BUCKETS:
+        raise ValueError(f"{what}.v has {len(values)} buckets, more than {MAX_ARCHIVE_BUCKETS}")
+
+
+def _check_fields(entry, fields, what):
+    if not isinstance(entry, dict):
+        raise ValueError(f"{what} is not an object, got {entry!r}")
+    for name, kind in fields:
+        value = entry.get(name)
+        valid = isinstance(value, str) and value if kind == "str" else _number(value) and value >= 0
+        if not valid:
+            raise ValueError(f"{what}.{name} is not a {'non-empty string' if kind == 'str' else 'number >= 0'}, "
+                             f"got {value!r}")
+
+
+def check_archive(archive):
+    """Raise ValueError naming the field and the value if ``archive`` is not a valid archive."""
+    if not isinstance(archive, dict):
+        raise ValueError(f"'archive' is not an object, got {archive!r}")
+    if not archive:
+        return
+    if archive.get("step") != ARCHIVE_STEP:
+        raise ValueError(f"'archive'.step is not {ARCHIVE_STEP}, got {archive.get('step')!r}")
+    host = archive.get("host")
+    if host is not None:
+        _check_fields(host, (("name", "str"), ("cpus", "num"), ("memory_mb", "num")), "'archive'.host")
+        for name in ("load", "memory_load"):
+            if name in host:
+                _check_series(host[name], f"'archive'.host.{name}")
+    domains = archive.get("domains", {})
+    if not isinstance(domains, dict):
+        raise ValueError(f"'archive'.domains is not an object of domain uuid -> history, got {domains!r}")
+    for uuid, entry in domains.items():
+        what = f"'archive'.domains[{uuid!r}]"
+        _check_fields(entry, (("name", "str"), ("memory_mb", "num"), ("vcpus", "num")), what)
+        _check_series(entry.get("cpu"), f"{what}.cpu")
+
+
+def _bucket(epoch):
+    return epoch - epoch % ARCHIVE_STEP
+
+
+def series_end(series):
+    """The start of a series' last bucket."""
+    return series["start"] + (len(series["v"]) - 1) * ARCHIVE_STEP
+
+
+def series_add(series, taken, value):
+    """``series`` (or None) with the sample ``value`` taken at ``taken`` folded into its bucket.
+
+    The bucket's value is the mean of its samples. A sample older than the last bucket (a clock that
+    went back) is ignored; buckets skipped since the last sample are null."""
+    bucket = _bucket(int(taken))
+    if not series:
+        return {"start": bucket, "n": 1, "v": [round(value, 3)]}
+    last = series_end(series)
+    values, count = list(series["v"]), series["n"]
+    if bucket < last:
+        return series
+    if bucket == last:
+        if values[-1] is None:
+            values[-1], count = round(value, 3), 1
+        else:
+            values[-1], count = round((values[-1] * count + value) / (count + 1), 3), count + 1
+    else:
+        values.extend([None] * ((bucket - last) // ARCHIVE_STEP - 1) + [round(value, 3)])
+        count = 1
+    return {"start": series["start"], "n": count, "v": values}
+
+
+def series_trim(series, now, days):
+    """``series`` without the buckets that ended more than ``days`` before ``now`` (and at most
+    MAX_ARCHIVE_BUCKETS), without leading nulls; None when nothing is left."""
+    if not series:
+        return None
+    values, start = list(series["v"]), series["start"]
+    oldest = max(_bucket(int(now)) - days * 86400 + ARCHIVE_STEP, series_end(series) - (MAX_ARCHIVE_BUCKETS - 1) * ARCHIVE_STEP)
+    if oldest > start:
+        drop = (oldest - start) // ARCHIVE_STEP
+        values, start = values[drop:], start + drop * ARCHIVE_STEP
+    while values and values[0] is None:
+        values, start = values[1:], start + ARCHIVE_STEP
+    if not values:
+        return None
+    return {"start": start, "n": series["n"], "v": values}
+
+
+def archive_add(archive, taken, host, load, memory, domains, days=ARCHIVE_DAYS):
+    """The archive with this run's samples folded in and every bound applied.
+
+    ``host`` is {name, cpus, memory_mb}; ``load`` and ``memory`` (None: unknown) the host's sample;
+    ``domains`` the module's domain facts: each running domain measured over the whole window adds its
+    cores to its series and updates its name, memory and vCPUs. ``days`` 0 empties the archive."""
+    if days <= 0:
+        return {}
+    old_host = archive.get("host", {})
+    new_host = dict(host, load=series_add(old_host.get("load"), taken, load))
+    if memory is not None:
+        new_host["memory_load"] = series_add(old_host.get("memory_load"), taken, memory)
+    elif "memory_load" in old_host:
+        new_host["memory_load"] = old_host["memory_load"]
+    entries = dict(archive.get("domains", {}))
+    for domain in domains:
+        if domain["state"] == "running" and domain["cpu_measured"]:
+            old = entries.get(domain["uuid"], {})
+            entries[domain["uuid"]] = {"name": domain["name"], "memory_mb": domain["memory_mb"],
+                                       "vcpus": domain["vcpus"], "cpu": series_add(old.get("cpu"), taken, domain["cpu"])}
+    return trim_archive({"step": ARCHIVE_STEP, "host": new_host, "domains": entries}, taken, days)
+
+
+def trim_archive(archive, now, days=ARCHIVE_DAYS):
+    """Every series within ``days`` and MAX_ARCHIVE_BUCKETS; the MAX_ARCHIVE_DOMAINS domains seen last."""
+    if not archive:
+        return {}
+    host = dict(archive.get("host") or {})
+    for name in ("load", "memory_load"):
+        if name in host:
+            trimmed = series_trim(host[name], now, days)
+            if trimmed is None:
+                del host[name]
+            else:
+                host[name] = trimmed
+    kept = {}
+    for uuid, entry in archive.get("domains", {}).items():
+        cpu = series_trim(entry["cpu"], now, days)
+        if cpu is not None:
+            kept[uuid] = dict(entry, cpu=cpu)
+    newest = sorted(kept, key=lambda uuid: (series_end(kept[uuid]["cpu"]), uuid))[-MAX_ARCHIVE_DOMAINS:]
+    result = {"step": ARCHIVE_STEP, "domains": {uuid: kept[uuid] for uuid in sorted(newest)}}
+    if host:
+        result["host"] = host
+    return result
 
 
 def load_state(path):
@@ -157,16 +322,28 @@ def save_state(path, state):
         raise NewerStateFileError(
             f"state file {path} was written by a newer release of xen.drs (version {state.newer_version}, "
             f"this one writes {VERSION}); left unchanged")
+    payload = {"version": VERSION, "samples": state.samples, "domains": state.domains,
+               "migrations": state.migrations, "archive": state.archive}
+    write_atomically(path, lambda handle: json.dump(payload, handle, separators=(",", ":")), prefix=".state-")
+
+
+def write_atomically(path, write, prefix=".xen-drs-", mode=None):
+    """Call ``write(handle)`` on a temporary file beside ``path``, fsync it and rename it to ``path``.
+
+    Readers see the old file or the new one, never a part. The temporary file's name starts with
+    ``prefix`` and ends with ``.tmp`` (so a reader globbing ``*.prom`` or ``*.json`` skips it), and is
+    removed if anything fails. A missing directory is created with mode 0700. ``mode`` (e.g. 0o644)
+    is the file's mode, else mkstemp's 0600."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    payload = {"version": VERSION, "samples": state.samples, "domains": state.domains,
-               "migrations": state.migrations}
-    fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, separators=(",", ":"))
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):  # only left behind when something above failed

@@ -243,7 +243,7 @@ def test_corrupt_state_file_is_a_warning_and_a_fresh_start(host, tmp_path, run_m
     assert len(json.loads(path.read_text())["samples"]) == 1
 
 
-def test_a_version_1_state_file_keeps_its_samples_and_records_and_becomes_version_2(host, tmp_path, run_module):
+def test_a_version_1_state_file_keeps_its_samples_and_records_and_becomes_version_3(host, tmp_path, run_module):
     now = time.time()
     records = [dict(time=now - 600, vm="half", uuid=HALF, source="hv2", destination="hv1")]
     path = tmp_path / "state.json"
@@ -256,13 +256,17 @@ def test_a_version_1_state_file_keeps_its_samples_and_records_and_becomes_versio
     assert result["migrations"] == records
     assert by_name(result)["half"]["last_migration"] == dict(time=now - 600, source="hv2", destination="hv1")
     stored = json.loads(path.read_text())
-    assert stored == {"version": 2, "samples": samples, "migrations": records,
-                      "domains": {d["uuid"]: d["samples"] for d in result["hypervisor"]["domains"]}}
+    assert {k: v for k, v in stored.items() if k != "archive"} == {
+        "version": 3, "samples": samples, "migrations": records,
+        "domains": {d["uuid"]: d["samples"] for d in result["hypervisor"]["domains"]}}
+    # the archive starts with this run: one bucket for the host and each measured domain
+    assert stored["archive"]["host"]["load"]["v"] == [samples[-1][1]]
+    assert sorted(stored["archive"]["domains"]) == [BUSY, HALF, IDLE]
 
 
 def test_a_newer_state_file_is_left_as_it_is(host, tmp_path, run_module):
     path = tmp_path / "state.json"
-    newer = json.dumps({"version": 3, "samples": [[1.0, {"load": 0.5}]], "migrations": []})
+    newer = json.dumps({"version": 4, "samples": [[1.0, {"load": 0.5}]], "migrations": []})
     path.write_text(newer)
     result = run_module(hypervisor_info, args(tmp_path))
     assert not result.get("failed"), result
@@ -353,6 +357,8 @@ def test_a_pool_mixing_old_and_new_release_hosts_plans(host, fake, tmp_path, run
     ("reserved_cpus", -1, "reserved_cpus must be 0 or more, got -1"),
     ("reserved_cpus", 4, "reserved_cpus must be smaller than the host's 4 CPUs, got 4"),
     ("history_minutes", 0, "history_minutes must be greater than 0, got 0"),
+    ("archive_days", 15, "archive_days must be from 0 to 14, got 15"),
+    ("archive_days", -1, "archive_days must be from 0 to 14, got -1"),
 ])
 def test_bad_options_name_option_and_value(host, tmp_path, run_module, option, value, words):
     result = run_module(hypervisor_info, dict(args(tmp_path), **{option: value}))
@@ -384,3 +390,20 @@ def test_cpu_use(used_ns, window_ns, expected):
     start = hypervisor_info.Reading("d", "u", "running", 1, 1, 1_000_000, 10)
     end = hypervisor_info.Reading("d", "u", "running", 1, 1, 1_000_000 + used_ns, 10 + window_ns)
     assert hypervisor_info.cpu_use(start, end) == expected
+
+
+def test_the_archive_keeps_the_host_size_and_a_departed_domain(host, tmp_path, run_module, monkeypatch):
+    monkeypatch.setattr(hypervisor_info.time, "time", lambda: 1_764_000_010.0)  # both runs in one 5-minute bucket
+    run_module(hypervisor_info, args(tmp_path, reserved_cpus=1))
+    host.domains[:] = [d for d in host.domains if d.name() != "busy"]  # busy migrated away
+    result = run_module(hypervisor_info, args(tmp_path, reserved_cpus=1))
+    archive = json.loads((tmp_path / "state.json").read_text())["archive"]
+    assert {k: archive["host"][k] for k in ("name", "cpus", "memory_mb")} == dict(name="hv1", cpus=3, memory_mb=8192)
+    # the bucket's load is the mean of the two runs' (1.5 then 0.5 cores of 3)
+    assert archive["host"]["load"] == {"start": 1_764_000_000, "n": 2, "v": [round((0.5 + 0.167) / 2, 3)]}
+    assert BUSY not in {d["uuid"] for d in result["hypervisor"]["domains"]}
+    assert archive["domains"][BUSY] == {"name": "busy", "memory_mb": 256, "vcpus": 2,
+                                        "cpu": {"start": archive["domains"][BUSY]["cpu"]["start"], "n": 1, "v": [1.0]}}
+    assert archive["domains"][HALF]["cpu"]["n"] == 2
+    run_module(hypervisor_info, args(tmp_path, archive_days=0))
+    assert json.loads((tmp_path / "state.json").read_text())["archive"] == {}
