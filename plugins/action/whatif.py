@@ -32,6 +32,7 @@ ARGUMENT_SPEC = dict(
     )),
     preset=dict(type="str", choices=sorted(replay.PRESETS)),
     progress_seconds=dict(type="float", default=15),
+    shadow_log=dict(type="path"),
 )
 
 
@@ -78,18 +79,32 @@ class ActionModule(ActionBase):
         del tmp  # tmp no longer has any effect
         args = validated(self._task.args)
         path = os.path.abspath(args["trace"])
+        options, shadow_path = {}, args["shadow_log"] and os.path.abspath(args["shadow_log"])
         try:
-            trace = replay.read_trace(path)
+            with open(path, encoding="utf-8-sig") as handle:
+                export = replay.looks_like_export(handle.read(64))
+            if export:  # playbooks/export_history.yml's file: the pool's own history, hosts and shadow log
+                history = replay.read_history(path)
+                trace = history.trace
+                options = dict(hosts=history.hosts, start=history.start)
+                if history.shadow and not shadow_path:
+                    options["shadow"] = {"source": path, "entries": list(history.shadow)}
+            else:
+                trace = replay.read_trace(path)
+            if shadow_path:
+                options["shadow"] = {"source": shadow_path, "entries": replay.read_shadow_log(shadow_path)}
         except OSError as error:
-            return dict(result, failed=True, msg=f"whatif: trace {path}: cannot read it: {error.strerror or error}")
-        except replay.TraceError as error:
+            which = ("shadow_log", shadow_path) if shadow_path and error.filename == shadow_path else ("trace", path)
+            return dict(result, failed=True, msg=f"whatif: {which[0]} {which[1]}: cannot read it: {error.strerror or error}")
+        except (UnicodeDecodeError, replay.TraceError, replay.HistoryError) as error:
             return dict(result, failed=True, msg=f"whatif: {error}")
         progress = Progress(display.display, args["progress_seconds"], trace.steps)
         display.display(f"whatif: {path}: {len(trace.vms)} VMs, {trace.steps} steps, "
                         f"{1 + len(args['variants'])} run(s)")
         try:
             document = replay.run_whatif(trace, placement.plan, placement.DEFAULTS, policy=args["policy"],
-                                         variants=args["variants"], preset=args["preset"], progress=progress)
+                                         variants=args["variants"], preset=args["preset"], progress=progress,
+                                         **options)
         except ValueError as error:  # WhatifError, PresetError, ScenarioError, ReplayError, PlacementError
             return dict(result, failed=True, msg=f"whatif: {error}")
         result.update(changed=False, whatif=document)

@@ -60,6 +60,12 @@ options:
     description:
       - Path of the CSV trace on the control node (UTF-8; a byte-order mark is ignored). A relative path is
         relative to the directory ansible-playbook runs in.
+      - Or the JSON file C(playbooks/export_history.yml) writes (a file starting with C({)), the pool's own history.
+        Each domain is a VM whose demand at each 5-minute step is its archived CPU use there (0 where no host
+        measured it), starting on the host that measured it first, with its memory; the hosts have their real
+        CPUs (for guests) and memory; the replay starts at the history's first step. Its shadow log is shown
+        beside the replay unless O(shadow_log) names another. A malformed export fails naming the file, the
+        field and the value.
     type: path
     required: true
   policy:
@@ -98,6 +104,12 @@ options:
         variant. V(0) prints only after each variant.
     type: float
     default: 15
+  shadow_log:
+    description:
+      - A shadow log to show beside the replay (what shadow runs would have done), carried into RV(whatif.shadow).
+        Either an export of C(playbooks/export_history.yml) (its C(shadow) list) or a log that M(xen.drs.shadow_log)
+        wrote on a hypervisor.
+    type: path
 seealso:
   - plugin: xen.drs.rebalance_plan
     plugin_type: filter
@@ -174,6 +186,11 @@ whatif:
           ping_pong}); planned at C(step) (epoch C(time)), in effect from the next step on."
       type: list
       elements: dict
+    shadow:
+      description:
+        - The shadow log shown beside the replay, C({source, entries}), entries oldest first as M(xen.drs.shadow_log)
+          writes them; null when there is none.
+      type: dict
     wall_seconds:
       description: Seconds the whole replay took.
       type: float

@@ -12,6 +12,8 @@ on sys.path (the benchmarks), as ``replay``.
   presets.py   named presets (``reference``, ``placed``): trace -> scenario, and the policy they fix
   engine.py    replay(scenario, planner, policy) -> ReplayResult: the one stepping loop (ReplayError)
   metrics.py   Migration, Metrics, ReplayResult and the pure functions behind the figures
+  history.py   read_history(path): an export of playbooks/export_history.yml as a trace, real host sizes and
+               the shadow log (HistoryError); read_shadow_log(path)
   whatif.py    run_whatif(trace, planner, defaults, policy, variants, preset): one trace replayed under a
                base policy and named variants, as the whatif.json document (WhatifError)
 
@@ -25,6 +27,7 @@ Typical use:
 """
 
 from .engine import ReplayError, replay
+from .history import History, HistoryError, looks_like_export, parse_history, read_history, read_shadow_log
 from .metrics import PING_PONG_SECONDS, Metrics, Migration, ReplayResult, summarize
 from .presets import PRESETS, REFERENCE_POLICY, Preset, PresetError, preset, reference_host_count, reference_memory_mb
 from .scenario import STEP_SECONDS, WINDOW, HostSpec, Scenario, ScenarioError, VmSpec
@@ -32,8 +35,9 @@ from .trace import Trace, TraceError, TraceVm, parse_trace, read_trace
 from .whatif import WhatifError, run_whatif
 
 __all__ = [
-    "HostSpec", "Metrics", "Migration", "PING_PONG_SECONDS", "PRESETS", "Preset", "PresetError", "REFERENCE_POLICY",
+    "History", "HistoryError", "HostSpec", "Metrics", "Migration", "PING_PONG_SECONDS", "PRESETS", "Preset", "PresetError", "REFERENCE_POLICY",
     "ReplayError", "ReplayResult", "STEP_SECONDS", "Scenario", "ScenarioError", "Trace", "TraceError", "TraceVm",
-    "VmSpec", "WINDOW", "WhatifError", "parse_trace", "preset", "read_trace", "reference_host_count",
+    "VmSpec", "WINDOW", "WhatifError", "looks_like_export", "parse_history", "parse_trace", "preset", "read_history",
+    "read_shadow_log", "read_trace", "reference_host_count",
     "reference_memory_mb", "replay", "run_whatif", "summarize",
 ]

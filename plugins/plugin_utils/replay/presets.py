@@ -85,17 +85,23 @@ def reference_scenario(trace, start=REFERENCE_START):
     return Scenario(f"reference:{trace.name}", tuple(reference_host(n) for n in names), vms, start, STEP_SECONDS)
 
 
-def placed_scenario(trace, start=REFERENCE_START):
-    """The trace's own memory and first hosts where it has them, else the reference's."""
+def placed_scenario(trace, start=REFERENCE_START, hosts=None):
+    """The trace's own memory and first hosts where it has them, else the reference's.
+
+    ``hosts`` (name -> HostSpec, e.g. an export's real host sizes, history.py) replaces the reference
+    host of each host it names, and adds the hosts no VM starts on."""
+    sizes = dict(hosts or {})
     if not trace.has_host:
         names = host_names(reference_host_count(trace))
-        hosts = [names[index % len(names)] for index in range(len(trace.vms))]
+        placed = [names[index % len(names)] for index in range(len(trace.vms))]
     else:
-        hosts = [vm.host for vm in trace.vms]
-        names = list(dict.fromkeys(hosts))
+        placed = [vm.host for vm in trace.vms]
+        names = list(dict.fromkeys(placed))
+    names += [name for name in sizes if name not in names]
     vms = tuple(_vm(vm, host, vm.memory_mb if trace.has_memory else reference_memory_mb(vm.name))
-                for vm, host in zip(trace.vms, hosts))
-    return Scenario(f"placed:{trace.name}", tuple(reference_host(n) for n in names), vms, start, STEP_SECONDS)
+                for vm, host in zip(trace.vms, placed))
+    return Scenario(f"placed:{trace.name}", tuple(sizes.get(n) or reference_host(n) for n in names), vms, start,
+                    STEP_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,8 @@ class Preset:
     build: Callable[..., Scenario]
     policy_overrides: Mapping[str, Any]
 
-    def scenario(self, trace, start=REFERENCE_START):
-        return self.build(trace, start=start)
+    def scenario(self, trace, start=REFERENCE_START, **options):
+        return self.build(trace, start=start, **options)
 
     def policy(self, defaults: Mapping[str, Any], overrides: Mapping[str, Any] = None):
         """``defaults`` (the planner's own, e.g. placement.DEFAULTS), then the preset's keys, then

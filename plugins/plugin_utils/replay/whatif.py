@@ -91,11 +91,14 @@ def check_policy(planner, policy, now, where):
         raise WhatifError(f"{where}: {error}") from error
 
 
-def plan_runs(trace, planner, defaults, *, policy=None, variants=None, preset=None, start=REFERENCE_START):
-    """The scenario and [(name, overrides, full policy)] to replay, every policy checked."""
+def plan_runs(trace, planner, defaults, *, policy=None, variants=None, preset=None, start=REFERENCE_START,
+              hosts=None):
+    """The scenario and [(name, overrides, full policy)] to replay, every policy checked.
+
+    ``hosts`` (name -> HostSpec: an export's real host sizes) sizes the pool's own hosts (no preset)."""
     runs = variant_list(variants)
     if preset is None:
-        scenario = named_preset(NAMELESS_PRESET).scenario(trace, start=start)
+        scenario = named_preset(NAMELESS_PRESET).scenario(trace, start=start, hosts=hosts)
         base_name, base = BASE_NAME, merge_policy(defaults, policy or {}, {}, "policy")
     else:
         chosen = named_preset(preset)  # PresetError (a ValueError) for an unknown name
@@ -113,14 +116,16 @@ def plan_runs(trace, planner, defaults, *, policy=None, variants=None, preset=No
 
 
 def run_whatif(trace, planner, defaults, *, policy=None, variants=None, preset=None, start=REFERENCE_START,
-               progress: Optional[Callable[..., None]] = None, clock: Callable[[], float] = time.perf_counter):
+               progress: Optional[Callable[..., None]] = None, clock: Callable[[], float] = time.perf_counter,
+               hosts=None, shadow=None):
     """Replay ``trace`` (a trace.Trace) under the base policy and each variant: the whatif.json document.
 
     ``progress(done, total, variant name, elapsed seconds)`` is called after every step of every
-    variant (``done`` and ``total`` count steps over all variants)."""
+    variant (``done`` and ``total`` count steps over all variants). ``hosts`` are real host sizes
+    (plan_runs); ``shadow`` ({source, entries}) is a shadow log carried into the document as it is."""
     started = clock()
     scenario, planned = plan_runs(trace, planner, defaults, policy=policy, variants=variants, preset=preset,
-                                  start=start)
+                                  start=start, hosts=hosts)
     total = scenario.steps * len(planned)
     results = []
     for index, (name, overrides, full) in enumerate(planned):
@@ -130,12 +135,13 @@ def run_whatif(trace, planner, defaults, *, policy=None, variants=None, preset=N
                 progress(offset + done, total, name, clock() - started)
         result = replay(scenario, planner, full, clock=clock, progress=report)
         results.append((name, overrides, result))
-    return document(trace, scenario, preset, results, clock() - started)
+    return document(trace, scenario, preset, results, clock() - started, shadow)
 
 
-def document(trace, scenario, preset, results, wall_seconds):
+def document(trace, scenario, preset, results, wall_seconds, shadow=None):
     """The whatif.json document (plain JSON types)."""
     return {
+        "shadow": _plain(shadow) if shadow else None,
         "format": FORMAT,
         "trace": {"path": trace.source, "name": trace.name, "vms": len(trace.vms), "steps": trace.steps,
                   "memory_mb_column": trace.has_memory, "host_column": trace.has_host},
