@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 import rebalance_demo as demo
-from ansible_collections.xen.drs.tests.unit.plugins.modules.prometheus_text import parse, value
+
+# the units' small Prometheus text parser (a plain module there; not importable as a package here)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "plugins" / "modules"))
+from prometheus_text import parse, value  # noqa: E402  pylint: disable=wrong-import-position
 
 GUEST = "sh-idle1"
 STATE_FILE = "/var/lib/xen-drs/state.json"
