@@ -90,8 +90,8 @@ def samples(report):
     policy = report.get("policy") or {}
     loads = {}
     for index, host in enumerate(hosts):
-        loads[_field(host, "name", "str", f"report.hosts[{index}]")] = _field(host, "load", "number",
-                                                                               f"report.hosts[{index}]")
+        where = f"report.hosts[{index}]"
+        loads[_field(host, "name", "str", where)] = _field(host, "load", "number", where)
     for name, load in after.items():
         if not isinstance(load, (int, float)) or isinstance(load, bool):
             raise ValueError(f"report.load_after.{name}: expected a number, got {load!r}")

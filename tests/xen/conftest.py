@@ -1,10 +1,11 @@
 """The Xen tests run on emulated Xen 4.17 hosts (tests/xenlab): real xl, real libvirt libxl driver.
 
 * ``xenlab`` (session): two Xen hosts, booted once per session and stopped at its end (also when a
-  test fails); ``XEN_DRS_XENLAB=NAME`` uses a lab already up (``xenlab.py up --name NAME``) instead. Skipped, with the reason, only when not root or when QEMU is missing; a failed
+  test fails); ``XEN_DRS_XENLAB=NAME`` uses a lab already up (``xenlab.py up --name NAME``)
+  instead. Skipped, with the reason, only when not root or when QEMU is missing; a failed
   build or boot is an error, not a skip.
-* ``pv_guest(host, name, kind)``: defines and starts a PV guest (kind idle, busy or half) through
-  libvirt on ``host``; every guest made is destroyed and undefined wherever it is at the end.
+* ``pv_guest(host, name, kind, disk=None)``: defines and starts a PV guest (kind idle, busy or
+  half; ``disk`` a block device of the host as its xvda) through libvirt on ``host``; every guest made is destroyed and undefined wherever it is at the end.
 * ``run_playbook(xenlab, playbook, extra_vars, check)``: ansible-playbook as the lab's controller.
 """
 
@@ -39,7 +40,7 @@ GUEST_XML = """<domain type='xen'>
   </os>
   <on_crash>preserve</on_crash>
   <devices>
-    <console type='pty'><target type='xen' port='0'/></console>
+    <console type='pty'><target type='xen' port='0'/></console>{disk}
   </devices>
 </domain>
 """
@@ -81,9 +82,17 @@ def _interrupt(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def guest_xml(name: str, kind: str = "idle", memory: int = 128) -> str:
+DISK_XML = """
+    <disk type='block' device='disk'>
+      <driver name='phy'/>
+      <source dev='{dev}'/>
+      <target dev='xvda' bus='xen'/>
+    </disk>"""
+
+
+def guest_xml(name: str, kind: str = "idle", memory: int = 128, disk: str | None = None) -> str:
     manifest = xenlab_lib.xen_build
-    return GUEST_XML.format(name=name, kind=kind, memory=memory,
+    return GUEST_XML.format(name=name, kind=kind, memory=memory, disk=DISK_XML.format(dev=disk) if disk else "",
                             kernel=f"{manifest.GUEST_DIR}/vmlinuz", initrd=f"{manifest.GUEST_DIR}/guest.gz")
 
 
@@ -91,10 +100,10 @@ def guest_xml(name: str, kind: str = "idle", memory: int = 128) -> str:
 def pv_guest(xenlab):  # pylint: disable=redefined-outer-name
     made: list[str] = []
 
-    def start(host: str, name: str, kind: str = "idle", memory: int = 128) -> str:
+    def start(host: str, name: str, kind: str = "idle", memory: int = 128, disk: str | None = None) -> str:
         made.append(name)
         path = f"/tmp/{name}.xml"
-        xenlab.ssh(host, f"cat > {path}", input=guest_xml(name, kind, memory))
+        xenlab.ssh(host, f"cat > {path}", input=guest_xml(name, kind, memory, disk))
         xenlab.virsh(host, "define", path)
         console_log(xenlab, host, name, clear=True)
         xenlab.virsh(host, "start", name)

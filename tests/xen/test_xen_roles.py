@@ -58,8 +58,10 @@ def test_drs_timer_fires_on_a_systemd_host(xenlab):
     assert xenlab.ssh("xen1", "systemctl is-enabled xen-drs-rebalance.timer").stdout.strip() == "enabled"
     assert xenlab.ssh("xen1", "systemctl is-active xen-drs-rebalance.timer").stdout.strip() == "active"
     # OnActiveSec=1min: the first run comes a minute after the timer started
-    ran = wait_for(lambda: xenlab.ssh("xen1", "cat /var/lib/xen-drs-timer-ran", check=False).stdout.strip(),
-                   240, "the timer to run the service")
+    def recorded():
+        return xenlab.ssh("xen1", "cat /var/lib/xen-drs-timer-ran", check=False).stdout.strip()
+
+    ran = wait_for(recorded, 240, "the timer to run the service")
     when, args = ran.splitlines()[0].split(" ", 1)
     print(f"timer fired {float(when) - started:.0f} s after the role ran: ansible-playbook {args}")
     assert args.split()[:2] == ["-i", "/etc/xen-drs-inventory.yml"]

@@ -208,7 +208,7 @@ class XenLab:
             pid, marker = info["pid"], info["marker"]
             if _alive(pid, marker):
                 os.kill(pid, signal.SIGTERM)
-                for _ in range(50):
+                for _attempt in range(50):
                     if not _alive(pid, marker):
                         break
                     time.sleep(0.1)

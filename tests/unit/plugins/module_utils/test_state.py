@@ -261,8 +261,9 @@ def test_archive_bounds_buckets_and_domains_and_its_size_on_disk(tmp_path, monke
      "'archive'.domains['u1'].cpu.n is not a whole number >= 1, got 0"),
     ({"step": 300, "domains": {"u1": {"name": "a", "memory_mb": -5, "vcpus": 1}}},
      "'archive'.domains['u1'].memory_mb is not a number >= 0, got -5"),
-    ({"step": 300, "domains": {"u1": {"name": "a", "memory_mb": 1, "vcpus": 1,
-                                       "cpu": {"start": 0, "n": 1, "v": [0.1] * (_state.MAX_ARCHIVE_BUCKETS + 1)}}}},
+    ({"step": 300, "domains": {"u1": {
+        "name": "a", "memory_mb": 1, "vcpus": 1,
+        "cpu": {"start": 0, "n": 1, "v": [0.1] * (_state.MAX_ARCHIVE_BUCKETS + 1)}}}},
      "'archive'.domains['u1'].cpu.v has 4033 buckets, more than 4032"),
 ])
 def test_a_bad_archive_is_a_warning_naming_the_field_and_the_value(tmp_path, archive, words):
