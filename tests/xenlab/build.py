@@ -50,6 +50,9 @@ DOM0_PACKAGES = [
     "iputils-ping", "ca-certificates",
     # the apt module of the roles (xen.drs.hypervisor) needs python3-apt on the host
     "python3-apt",
+    # the storage roles on real hosts: the dom0 kernel has iscsi_tcp (xen.drs.iscsi_initiator), and
+    # xen1 serves the pool's LUN with tgt (xen.drs.iscsi_target)
+    "open-iscsi", "tgt",
 ]
 # Kernel modules the dom0 does not need (the image is smaller and mkfs faster without them).
 UNNEEDED_MODULES = ["sound", "drivers/media", "drivers/gpu", "drivers/infiniband", "drivers/iio",
@@ -234,7 +237,12 @@ class Build:
             for d in ("bin", "dev", "proc", "sys"):
                 (root / d).mkdir()
             shutil.copy2("/bin/busybox", root / "bin" / "busybox")
+            os.symlink("busybox", root / "bin" / "sh")  # the interpreter of /init
             shutil.copy2(HERE / "guest-init.sh", root / "init")
+            # the PV block front-end (a module in Debian's kernel), for guests with a disk
+            (root / "lib" / "modules").mkdir(parents=True)
+            shutil.copy2(self.work / "pkgroot" / "lib" / "modules" / self.kver / "kernel" / "drivers" / "block"
+                         / "xen-blkfront.ko", root / "lib" / "modules" / "xen-blkfront.ko")
             (root / "init").chmod(0o755)
             files = run(["find", "."], cwd=root).stdout
             cpio = subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root,
