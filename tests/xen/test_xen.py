@@ -5,8 +5,9 @@ In the order an operator meets them, on two hosts booted once (tests/xen/conftes
    guest shows CPU use and an idle one does not, the state file keeps samples;
 2. domain_migrate: check mode moves nothing; a live migration over xen+ssh:// with the guest's
    console ticks continuing; a repeat is a no-op; the UUID (not the domain ID, which changes) keeps
-   the domain's history and record; its tags (libvirt metadata) travel with it; options libxl
-   rejects fail before anything moves; a stopped destination libvirtd leaves the guest on its source;
+   the domain's history and record; its tags (libvirt metadata) travel with it; back again with a
+   migration address; options libxl rejects fail before anything moves, and a stopped destination
+   libvirtd leaves the guest on its source;
 3. rebalance.yml: an overloaded Xen host sheds a busy guest; --check shows the plan and changes
    nothing; a second run moves nothing.
 Migration times and downtimes are printed as figures, not asserted.
@@ -158,18 +159,23 @@ def test_live_migration_over_xen_ssh(xenlab, pv_guest):
     # the tags in libvirt's <metadata> came along (libxl keeps them through define, XMLDesc and migration)
     assert domain["tags"] == ["db", "prod"]
 
+    # and back, with the memory stream sent to a given migration address
+    moved = migrate(xenlab, vm, "xen2", "xen1", migration_address=xenlab.address("xen1"))
+    print(f"live migration back with migration_address: {moved.get('elapsed_seconds')} s")
+    assert moved.get("changed") and moved.get("verified"), moved
+    assert moved["migrate_uri"] == f"tcp://{xenlab.address('xen1')}"
+    assert running_on(xenlab, vm) == ["xen1"]
 
-def test_options_libxl_rejects_fail_before_moving(xenlab, pv_guest):
-    vm = pv_guest("xen1", "mig-opts", "idle")
+
+def test_failed_migrations_leave_the_guest_on_its_source(xenlab, pv_guest):
+    vm = pv_guest("xen1", "mig-fail", "idle")
+    # options libxl rejects fail before anything moves
     for option in ({"bandwidth_mib": 100}, {"max_downtime_ms": 300}):
         failed = migrate(xenlab, vm, "xen1", "xen2", **option)
         print(f"\n{option}: {failed.get('msg')}")
         assert failed.get("failed") and failed["domain_state_after"] == "running", failed
         assert running_on(xenlab, vm) == ["xen1"]
-
-
-def test_stopped_destination_leaves_the_guest_on_its_source(xenlab, pv_guest):
-    vm = pv_guest("xen1", "mig-fail", "idle")
+    # a stopped destination libvirtd
     xenlab.ssh("xen2", "systemctl stop libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket")
     try:
         failed = migrate(xenlab, vm, "xen1", "xen2")
@@ -183,13 +189,6 @@ def test_stopped_destination_leaves_the_guest_on_its_source(xenlab, pv_guest):
     wait_for(lambda: ticks(console_log(xenlab, "xen1", vm))[-1] > last, 60, f"{vm} to keep ticking on xen1")
 
 
-def test_migration_address_carries_the_memory_stream(xenlab, pv_guest):
-    vm = pv_guest("xen1", "mig-addr", "idle")
-    moved = migrate(xenlab, vm, "xen1", "xen2", migration_address=xenlab.address("xen2"))
-    print(f"\nlive migration with migration_address: {moved.get('elapsed_seconds')} s; {moved.get('msg')}")
-    assert moved.get("changed") and moved.get("verified"), moved
-    assert moved["migrate_uri"] == f"tcp://{xenlab.address('xen2')}"
-    assert running_on(xenlab, vm) == ["xen2"]
 
 
 def test_rebalance_sheds_an_overloaded_xen_host(xenlab, pv_guest, tmp_path):
