@@ -189,8 +189,6 @@ def test_failed_migrations_leave_the_guest_on_its_source(xenlab, pv_guest):
     wait_for(lambda: ticks(console_log(xenlab, "xen1", vm))[-1] > last, 60, f"{vm} to keep ticking on xen1")
 
 
-
-
 def test_rebalance_sheds_an_overloaded_xen_host(xenlab, pv_guest, tmp_path):
     for name in ("rb-busy1", "rb-busy2"):
         pv_guest("xen1", name, "half")

@@ -57,10 +57,11 @@ def test_drs_timer_fires_on_a_systemd_host(xenlab):
     assert rc == 0 and result, output[-4000:]
     assert xenlab.ssh("xen1", "systemctl is-enabled xen-drs-rebalance.timer").stdout.strip() == "enabled"
     assert xenlab.ssh("xen1", "systemctl is-active xen-drs-rebalance.timer").stdout.strip() == "active"
-    # OnActiveSec=1min: the first run comes a minute after the timer started
+
     def recorded():
         return xenlab.ssh("xen1", "cat /var/lib/xen-drs-timer-ran", check=False).stdout.strip()
 
+    # OnActiveSec=1min: the first run comes a minute after the timer started
     ran = wait_for(recorded, 240, "the timer to run the service")
     when, args = ran.splitlines()[0].split(" ", 1)
     print(f"timer fired {float(when) - started:.0f} s after the role ran: ansible-playbook {args}")
