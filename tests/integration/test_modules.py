@@ -161,7 +161,7 @@ def test_tags_from_the_domains_metadata_and_the_domains_history(lab, guests):
     assert after[BUSY]["cpu_measured"] and busy_now[-1] == [second["samples"][-1][0], after[BUSY]["cpu"]]
     assert busy_now[-2] == busy_then[-1] and len(busy_now) >= 2 and busy_now[-1][1] >= 0.05
     stored = state_file(lab, "hv3")
-    assert stored["version"] == 2 and stored["domains"][after[BUSY]["uuid"]] == busy_now
+    assert stored["version"] == 3 and stored["domains"][after[BUSY]["uuid"]] == busy_now
     memory = sum(d["memory_mb"] for d in second["domains"] if d["state"] == "running")
     assert second["samples"][-1][2] == round(memory / second["memory_mb"], 3) > 0
     removed = measure(lab, sample_seconds=1, target="hv3")["hv3"]["domains"]
