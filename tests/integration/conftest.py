@@ -13,7 +13,6 @@ Fixtures and helpers for every integration test:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -25,8 +24,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
+sys.path.insert(0, str(REPO / "tests"))
 
 import lab as lab_lib  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_run import run_playbook, task_results  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 
 
 def lab_unavailable_reason() -> str | None:
@@ -74,32 +75,3 @@ def make_guests(lab):  # pylint: disable=redefined-outer-name
     yield start
     for name in made:
         lab.remove_guest(name)
-
-
-def run_playbook(lab, playbook, extra_vars: dict | None = None,  # pylint: disable=redefined-outer-name
-                 check: bool = False, timeout: float = 900) -> tuple[int, str, dict | None]:
-    """ansible-playbook from the lab's controller; stdout is the ansible.posix.json callback's.
-
-    Returns (rc, stdout, the parsed JSON or None if stdout is not JSON, e.g. a syntax error).
-    """
-    cmd = ["ansible-playbook", "-i", str(lab.inventory_path), str(Path(playbook).resolve())]
-    if extra_vars:
-        cmd += ["--extra-vars", json.dumps(extra_vars)]
-    if check:
-        cmd += ["--check", "--diff"]
-    proc = lab.ctl(cmd, check=False, timeout=timeout,
-                   env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
-    try:
-        result = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        result = None
-    return proc.returncode, proc.stdout + proc.stderr, result
-
-
-def task_results(result: dict, task_name: str) -> dict[str, dict]:
-    """{host: result} of the task called ``task_name`` in ansible.posix.json output."""
-    for play in result["plays"]:
-        for task in play["tasks"]:
-            if task["task"]["name"] == task_name:
-                return task["hosts"]
-    raise KeyError(f"no task named {task_name!r} in the playbook's output")

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import shutil
@@ -25,8 +24,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "xenlab"))
+sys.path.insert(0, str(REPO / "tests"))
 
+import ansible_run  # noqa: E402  pylint: disable=wrong-import-position
 import xenlab as xenlab_lib  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_run import task_results  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 
 GUEST_XML = """<domain type='xen'>
   <name>{name}</name>
@@ -160,26 +162,8 @@ def wait_for(predicate, timeout, what, interval=2.0):
 
 def run_playbook(xenlab, playbook, extra_vars: dict | None = None,  # pylint: disable=redefined-outer-name
                  check: bool = False, timeout: float = 1800) -> tuple[int, str, dict | None]:
-    """ansible-playbook as the Xen lab's controller; stdout is the ansible.posix.json callback's."""
-    cmd = ["ansible-playbook", "-i", str(xenlab.inventory_path), str(Path(playbook).resolve())]
-    if extra_vars:
-        cmd += ["--extra-vars", json.dumps(extra_vars)]
-    if check:
-        cmd += ["--check", "--diff"]
+    """tests/ansible_run.py's run_playbook on the Xen lab, with its wall time printed."""
     started = time.monotonic()
-    proc = xenlab.ctl(cmd, check=False, timeout=timeout, env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
-    print(f"\n{Path(playbook).name}{' --check' if check else ''}: rc={proc.returncode} in "
-          f"{time.monotonic() - started:.0f} s")
-    try:
-        result = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        result = None
-    return proc.returncode, proc.stdout + proc.stderr, result
-
-
-def task_results(result: dict, task_name: str) -> dict[str, dict]:
-    for play in result["plays"]:
-        for task in play["tasks"]:
-            if task["task"]["name"] == task_name:
-                return task["hosts"]
-    raise KeyError(f"no task named {task_name!r} in the playbook's output")
+    rc, output, result = ansible_run.run_playbook(xenlab, playbook, extra_vars, check, timeout)
+    print(f"\n{Path(playbook).name}{' --check' if check else ''}: rc={rc} in {time.monotonic() - started:.0f} s")
+    return rc, output, result
