@@ -28,6 +28,10 @@ def migration_waves(migrations, parallel=2):
     for index, migration in enumerate(migrations):
         if not isinstance(migration, dict) or not {"source", "destination"} <= migration.keys():
             raise AnsibleFilterError(f"migration_waves: migrations[{index}] needs 'source' and 'destination', got {migration!r}")
+        for field, kind in (("source", "host"), ("destination", "host"), ("vm", "domain")):
+            value = migration.get(field, "-")
+            if not isinstance(value, str) or not value:
+                raise AnsibleFilterError(f"migration_waves: migrations[{index}].{field} must be a {kind} name, got {value!r}")
         try:
             required = requirements(migration, f"migrations[{index}]")
         except ExecutionError as e:
