@@ -165,8 +165,8 @@ def policies(draw):
 
 @st.composite
 def clusters(draw):
-    names = [f"vm{i}" for i in range(draw(st.integers(1, 9)))] + draw(st.lists(st.sampled_from(["\u00e9t\u00e9", "db 1"]),
-                                                                                unique=True))
+    odd_names = draw(st.lists(st.sampled_from(["\u00e9t\u00e9", "db 1"]), unique=True))
+    names = [f"vm{i}" for i in range(draw(st.integers(1, 9)))] + odd_names
     split = sorted(draw(st.lists(st.integers(0, len(names)), min_size=3, max_size=3)))
     groups = [names[:split[0]], names[split[0]:split[1]], names[split[1]:split[2]], names[split[2]:]]
     cluster = [draw(hosts(i, group)) for i, group in enumerate(groups[:draw(st.sampled_from([3, 4, 2, 1]))])]
