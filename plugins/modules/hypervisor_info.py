@@ -96,6 +96,7 @@ options:
     description:
       - Length of the sampling window in seconds, during which the module waits.
       - Longer windows smooth out bursts; the default of 3 s is a good compromise for scheduled runs.
+      - At most 600 seconds.
     type: float
     default: 3
   reserved_cpus:
@@ -387,6 +388,9 @@ def tag_warnings(readings):
             for r in sorted(readings.values(), key=lambda r: r.name) if r.tags_problem]
 
 
+MAX_SAMPLE_SECONDS = 600
+
+
 def host_load(domains, cpus, reserved_cpus):
     """Sum of the running domains' CPU use over the CPUs available to them."""
     used = sum(d["cpu"] for d in domains if d["state"] == "running")
@@ -436,8 +440,9 @@ def measure(conn, name, sample_seconds, sleep, clock):
 
 
 def check_options(params):
-    if params["sample_seconds"] <= 0:
-        raise ValueError(f"sample_seconds must be greater than 0, got {params['sample_seconds']}")
+    if not 0 < params["sample_seconds"] <= MAX_SAMPLE_SECONDS:  # also false for NaN
+        raise ValueError(f"sample_seconds must be greater than 0 and at most {MAX_SAMPLE_SECONDS}, "
+                         f"got {params['sample_seconds']}")
     if params["reserved_cpus"] < 0:
         raise ValueError(f"reserved_cpus must be 0 or more, got {params['reserved_cpus']}")
     if params["history_minutes"] <= 0:

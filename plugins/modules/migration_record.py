@@ -95,7 +95,7 @@ def check_options(params):
     for option in RECORD_FIELDS[1:]:
         if not params[option].strip():
             raise ValueError(f"{option} must not be empty, got {params[option]!r}")
-    if params["time"] <= 0:
+    if not 0 < params["time"] < float("inf"):  # also false for NaN
         raise ValueError(f"time must be seconds since the epoch, got {params['time']}")
 
 

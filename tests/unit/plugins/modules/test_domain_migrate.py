@@ -248,6 +248,8 @@ def test_unreachable_destination_fails_before_migrating(hosts, tmp_path, run_mod
     (dict(bandwidth_mib=0), "bandwidth_mib must be greater than 0, got 0"),
     (dict(max_downtime_ms=-5), "max_downtime_ms must be greater than 0, got -5"),
     (dict(timeout=0), "timeout must be greater than 0, got 0"),
+    (dict(timeout=-30), "timeout must be greater than 0, got -30"),
+    (dict(bandwidth_mib=-1), "bandwidth_mib must be greater than 0, got -1"),
     (dict(tunnelled=True, peer_to_peer=False), "tunnelled=true requires peer_to_peer=true"),
     (dict(tunnelled=True, migration_address="10.1.0.2"), "migration_address (10.1.0.2) cannot be used with"),
     (dict(copy_storage="some"), "copy_storage"),

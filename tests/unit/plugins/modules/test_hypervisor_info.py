@@ -353,10 +353,15 @@ def test_a_pool_mixing_old_and_new_release_hosts_plans(host, fake, tmp_path, run
 
 
 @pytest.mark.parametrize("option, value, words", [
-    ("sample_seconds", 0, "sample_seconds must be greater than 0, got 0"),
+    ("sample_seconds", 0, "sample_seconds must be greater than 0 and at most 600, got 0"),
+    ("sample_seconds", -3, "sample_seconds must be greater than 0 and at most 600, got -3"),
+    ("sample_seconds", "nan", "sample_seconds must be greater than 0 and at most 600, got nan"),
+    ("sample_seconds", "inf", "sample_seconds must be greater than 0 and at most 600, got inf"),
+    ("sample_seconds", 86400, "sample_seconds must be greater than 0 and at most 600, got 86400"),
     ("reserved_cpus", -1, "reserved_cpus must be 0 or more, got -1"),
     ("reserved_cpus", 4, "reserved_cpus must be smaller than the host's 4 CPUs, got 4"),
     ("history_minutes", 0, "history_minutes must be greater than 0, got 0"),
+    ("history_minutes", -60, "history_minutes must be greater than 0, got -60"),
     ("archive_days", 15, "archive_days must be from 0 to 14, got 15"),
     ("archive_days", -1, "archive_days must be from 0 to 14, got -1"),
 ])

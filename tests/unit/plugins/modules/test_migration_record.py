@@ -56,6 +56,8 @@ def test_corrupt_file_is_a_warning_then_rewritten(tmp_path, run_module):
     (dict(vm=" "), "vm must not be empty, got ' '"),
     (dict(destination=""), "destination must not be empty, got ''"),
     (dict(time=-1), "time must be seconds since the epoch, got -1"),
+    (dict(time="nan"), "time must be seconds since the epoch, got nan"),
+    (dict(time="inf"), "time must be seconds since the epoch, got inf"),
     (dict(time="yesterday"), "time"),
 ])
 def test_bad_input_names_the_field_and_value(tmp_path, run_module, options, words):

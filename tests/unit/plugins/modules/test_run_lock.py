@@ -147,6 +147,7 @@ def test_diff_shows_the_lock_before_and_after(tmp_path, lock_path):
 @pytest.mark.parametrize("args, message", [
     ({"owner": "  "}, "owner must not be empty"),
     ({"owner": "run-1", "ttl": 0}, "ttl must be a positive number of seconds, got 0"),
+    ({"owner": "run-1", "ttl": -3600}, "ttl must be a positive number of seconds, got -3600"),
     ({"owner": "run-1", "state": "held"}, "value of state must be one of: acquired, released, got: held"),
 ])
 def test_bad_input_names_the_field_and_the_value(tmp_path, lock_path, args, message):
