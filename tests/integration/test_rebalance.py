@@ -7,6 +7,7 @@ One pool for the module: hv1 carries two busy guests and an idle one, hv2 an idl
    reports);
 3. the real run live-migrates a busy guest off hv1, which keeps ticking; the load spreads;
 4. a second run right away moves nothing and reports changed=0;
+   (a bad host mapping stops a run before it touches a host; the check run reads a good one);
 5. a run started while another one holds the lock is refused and leaves the other one's lock alone;
 6. evacuate.yml empties hv1; its guests keep running elsewhere.
 Every claim is checked with virsh on the hosts, the hosts' files and the run's JSON report.
@@ -109,10 +110,24 @@ def test_warm_up_records_load_and_leaves_an_unreachable_host_out(lab, pool, tmp_
     assert "hv9" in output and "left out" in output
 
 
-def test_check_mode_prints_the_plan_and_changes_nothing(lab, pool):
+def test_a_bad_host_mapping_stops_the_run_before_any_host_is_touched(lab, pool, tmp_path):
+    mapping = tmp_path / "host_mapping.csv"
+    mapping.write_text(f"host,address\nhv1,{lab.address('hv1')}\nhv1,{lab.address('hv2')}\n")
+    before = (demo.placement(lab), host_files(lab), reports(pool))
+    rc, output, _wall = rebalance(lab, pool, options=("--extra-vars", json.dumps({"xen_drs_host_mapping": str(mapping)})))
+    assert rc != 0
+    assert f"host_mapping {mapping} line 3: host 'hv1' is mapped twice (first on line 2)" in output, output[-4000:]
+    assert (demo.placement(lab), host_files(lab), reports(pool)) == before
+
+
+def test_check_mode_prints_the_plan_and_changes_nothing(lab, pool, tmp_path):
     skip_if_too_busy(pool)
     before = (demo.placement(lab), host_files(lab), reports(pool))
-    rc, output, wall = rebalance(lab, pool, options=("--check", "--diff"))
+    # the migration addresses from a host mapping (the lab's own addresses), read like a user's file
+    mapping = tmp_path / "host_mapping.csv"
+    mapping.write_text("# migration network\nhost,address\n" + "".join(f"{h},{lab.address(h)}\n" for h in lab.hypervisors))
+    rc, output, wall = rebalance(lab, pool, options=("--check", "--diff", "--extra-vars",
+                                                     json.dumps({"xen_drs_host_mapping": str(mapping)})))
     print(f"check-mode run: {wall:.1f} s")
     assert rc == 0, output[-4000:]
     assert "check mode: nothing will be changed" in output
