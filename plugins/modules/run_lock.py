@@ -42,7 +42,7 @@ options:
     default: acquired
   path:
     description:
-      - Lock file. Its directory is created (mode 0755) if missing.
+      - Lock file, written with mode 0600. Its directory is created (mode 0700) if missing.
       - Every runner must use the same path; a tmpfs such as C(/run) is fine, since a reboot ends any run.
     type: path
     default: /run/xen-drs/rebalance.lock
@@ -176,7 +176,7 @@ def read_lock(path, ttl):
 
 def write_lock(path, lock):
     """Create ``path`` holding ``lock``; it must not exist (O_EXCL)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(lock, handle, sort_keys=True)
         handle.write("\n")
@@ -251,7 +251,7 @@ def run(params, check_mode, now):
             if check_mode:
                 # Nothing can hold a lock in a directory that does not exist yet.
                 return run_without_directory(params)
-            os.makedirs(directory, mode=0o755, exist_ok=True)
+            os.makedirs(directory, mode=0o700, exist_ok=True)
         with directory_guard(directory):
             if params["state"] == "acquired":
                 return acquire(path, owner, ttl, params["runner"], check_mode, now)

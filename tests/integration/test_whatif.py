@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,8 @@ def whatif_run(tmp_path_factory):
         "-e", "xen_drs_whatif_preset=reference", "-e", json.dumps({"xen_drs_whatif_variants": VARIANTS}))
     print(f"\nwhatif.yml on {trace.name}: rc {rc} in {seconds:.1f} s")
     assert rc == 0, out
+    assert stat.S_IMODE((work / "report").stat().st_mode) == 0o750  # created by the playbook: not world-readable
+    assert {stat.S_IMODE(f.stat().st_mode) for f in (work / "report").iterdir()} == {0o640}
     return trace, work / "report", out
 
 
@@ -158,10 +161,14 @@ def test_the_inventorys_policy_is_the_base_and_a_missing_trace_is_named(tmp_path
     trace = tmp_path / "pool.csv"
     trace.write_text("vm,host,memory_mb,t0,t1,t2,t3\nhot1,hvA,4096,400,400,400,400\nhot2,hvA,4096,350,350,350,350\n"
                      "calm,hvB,2048,50,50,50,50\n", encoding="utf-8")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report").chmod(0o1777)  # a directory like /tmp: the playbook must not chmod it
     rc, out, _seconds = ansible_playbook("-i", str(inventory), "playbooks/whatif.yml",
                                          "-e", f"xen_drs_whatif_trace={trace}",
                                          "-e", f"xen_drs_whatif_report_dir={tmp_path / 'report'}")
     assert rc == 0, out
+    assert stat.S_IMODE((tmp_path / "report").stat().st_mode) == 0o1777
+    assert stat.S_IMODE((tmp_path / "report" / "whatif.json").stat().st_mode) == 0o640
     doc = json.loads((tmp_path / "report" / "whatif.json").read_text(encoding="utf-8"))
     base = doc["variants"][0]
     assert doc["policy_from"] == "inventory" and base["name"] == "inventory"

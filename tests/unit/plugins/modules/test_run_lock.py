@@ -54,7 +54,8 @@ def test_acquire_creates_the_directory_and_a_json_lock(tmp_path, lock_path):
     assert lock["expires"] == pytest.approx(lock["time"] + 600)
     assert lock["pid"] > 0 and lock["host"]
     assert result["lock"] == lock
-    assert oct(lock_path.parent.stat().st_mode & 0o777) == "0o755"
+    assert oct(lock_path.parent.stat().st_mode & 0o777) == "0o700"
+    assert oct(lock_path.stat().st_mode & 0o777) == "0o600"
 
 
 def test_second_owner_is_refused_and_the_lock_is_untouched(tmp_path, lock_path):
