@@ -20,8 +20,14 @@ description:
     same stale lock cannot both take it over.
   - A lock whose expiry time has passed is stale (its run crashed or was killed) and is taken over,
     with a warning that names its previous owner.
-  - Taking a lock already held by the same O(owner) changes nothing. Releasing a lock held by another
-    owner, or no lock at all, changes nothing either.
+  - The lock also names the run's O(controller), the C(ansible-playbook) process that holds it. The action
+    plugin of the same name fills it in, and when the lock is held by a run of the same control node whose
+    process is gone (killed, crashed, or the control node rebooted), it takes the lock over at once (O(take_over)),
+    with a warning, instead of waiting for the expiry time. A run of another control node (another AWX job, another
+    machine) cannot be checked and waits for the expiry; a live run's lock is never taken.
+  - Taking a lock already held by the same O(owner) renews its expiry time (a heartbeat: the playbooks renew it
+    before each migration wave, so O(ttl) needs to cover one stage of a run, not the whole run). Releasing a
+    lock held by another owner, or no lock at all, changes nothing.
 author:
   - xen.drs maintainers (@xen-drs)
 extends_documentation_fragment:
@@ -49,13 +55,42 @@ options:
   ttl:
     description:
       - Seconds after which the lock is stale and may be taken over by another run.
-      - Choose more than the longest run (sampling plus every migration's timeout).
+      - The playbooks renew the lock before each migration wave, so choose more than the longest stage between
+        renewals: the sampling window plus planning, or one wave (the migration timeout).
     type: int
     default: 3600
   runner:
     description:
       - Free text stored in the lock to tell people who holds it, for example C(awx job 42) or
         C(cron on ctl1).
+    type: str
+  controller:
+    description:
+      - The process that runs this playbook, stored in the lock so that a later run of the same control node
+        can tell whether it is still alive. The action plugin sets it; set it by hand only to test.
+    type: dict
+    suboptions:
+      host:
+        description: The control node's host name.
+        type: str
+        required: true
+      boot_id:
+        description: The control node's boot id (C(/proc/sys/kernel/random/boot_id)).
+        type: str
+        required: true
+      pid:
+        description: The process id of C(ansible-playbook).
+        type: int
+        required: true
+      start:
+        description: Its start time (clock ticks after boot, field 22 of C(/proc/PID/stat)), so a reused process id is not mistaken for it.
+        type: int
+        required: true
+  take_over:
+    description:
+      - The owner of a lock whose run is known to be dead; the lock is taken over if, and only if, that owner
+        still holds it. The action plugin sets it after checking the holder's O(controller) process; a lock held
+        by anyone else is refused as usual.
     type: str
 attributes:
   platform:
@@ -69,6 +104,8 @@ attributes:
 notes:
   - When the lock is held by another run the module fails with a message that names the holder and
     returns it in RV(holder); the playbooks release what they took and stop.
+  - The lock holds the process id of the module that wrote it too (C(pid)), which exits at once; it tells
+    nothing about whether the run is alive. O(controller) does.
 """
 
 EXAMPLES = r"""
@@ -104,7 +141,9 @@ lock:
     runner: awx job 42
     host: hv1
     pid: 31337
+    controller: {host: ctl1, boot_id: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0, pid: 4100, start: 981234}
     time: 1764087300.5
+    renewed: 1764087300.5
     expires: 1764089100.5
 holder:
   description:
@@ -119,6 +158,13 @@ holder:
     pid: 4242
     time: 1764086400.0
     expires: 1764088200.0
+taken_over:
+  description:
+    - Set by the action plugin when it took over the lock of a dead run of this control node (see O(take_over)),
+      with that run's C(owner) and the C(reason) it is known to be dead.
+  returned: when the lock of a dead run was taken over
+  type: dict
+  sample: {owner: 20261125T160000Z-a1b2, reason: "run 20261125T160000Z-a1b2's ansible-playbook (pid 4100 on ctl1) is no longer running"}
 lock_file:
   description: The lock file (named so, not C(path), to keep Ansible from adding file attributes).
   returned: always
@@ -187,33 +233,41 @@ def describe(lock):
     owner = lock.get("owner") or "an unreadable lock"
     runner = f" ({lock['runner']})" if lock.get("runner") else ""
     host = f" on {lock['host']}" if lock.get("host") else ""
+    controller = lock.get("controller")
+    if isinstance(controller, dict) and controller.get("host"):
+        host += f" by ansible-playbook pid {controller.get('pid')} on {controller['host']}"
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(lock["time"]))
     until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(lock["expires"]))
     return f"{owner}{runner}{host}, taken {since}, expires {until}"
 
 
-def acquire(path, owner, ttl, runner, check_mode, now):
-    """Take the lock. Returns (result, warnings); raises LockError when another owner holds it."""
+def acquire(path, params, check_mode, now):
+    """Take the lock, or renew it. Returns (result, warnings); raises LockError when another owner holds it."""
+    owner, ttl = params["owner"], params["ttl"]
     holder = read_lock(path, ttl)
     warnings = []
     result = {"lock_file": path, "acquired": True, "released": False, "changed": False}
-    if holder is not None:
-        result["holder"] = holder
-        if holder.get("owner") == owner:
-            result["lock"] = holder
-            result["diff"] = {"before": holder, "after": holder}
-            return result, warnings
-        if holder["expires"] > now:
-            raise LockError(f"lock {path} is held by run {describe(holder)}; refusing to start a second run")
-        warnings.append(f"lock {path} was stale (run {describe(holder)}): taking it over")
     lock = {
         "owner": owner,
-        "runner": runner,
+        "runner": params["runner"],
         "host": socket.gethostname(),
         "pid": os.getpid(),
+        "controller": params["controller"],
         "time": now,
+        "renewed": now,
         "expires": now + ttl,
     }
+    if holder is not None:
+        result["holder"] = holder
+        if holder.get("owner") == owner:  # a heartbeat: the same run, still alive, renews its lock
+            lock = dict(holder, renewed=now, expires=now + ttl)
+        elif params["take_over"] is not None and holder.get("owner") == params["take_over"]:
+            warnings.append(f"lock {path} was held by run {describe(holder)}, whose controller process is gone: "
+                            "taking it over")
+        elif holder["expires"] > now:
+            raise LockError(f"lock {path} is held by run {describe(holder)}; refusing to start a second run")
+        else:
+            warnings.append(f"lock {path} was stale (run {describe(holder)}): taking it over")
     if not check_mode:
         if holder is not None:
             os.unlink(path)
@@ -254,7 +308,7 @@ def run(params, check_mode, now):
             os.makedirs(directory, mode=0o700, exist_ok=True)
         with directory_guard(directory):
             if params["state"] == "acquired":
-                return acquire(path, owner, ttl, params["runner"], check_mode, now)
+                return acquire(path, params, check_mode, now)
             return release(path, owner, ttl, check_mode)
     except OSError as exc:
         raise LockError(f"cannot use lock file {path}: {exc.strerror or exc}") from exc
@@ -275,6 +329,13 @@ def main():
             "path": {"type": "path", "default": "/run/xen-drs/rebalance.lock"},
             "ttl": {"type": "int", "default": 3600},
             "runner": {"type": "str"},
+            "controller": {"type": "dict", "options": {
+                "host": {"type": "str", "required": True},
+                "boot_id": {"type": "str", "required": True},
+                "pid": {"type": "int", "required": True},
+                "start": {"type": "int", "required": True},
+            }},
+            "take_over": {"type": "str"},
         },
         supports_check_mode=True,
     )

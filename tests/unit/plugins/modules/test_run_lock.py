@@ -69,12 +69,39 @@ def test_second_owner_is_refused_and_the_lock_is_untouched(tmp_path, lock_path):
     assert lock_path.read_bytes() == first
 
 
-def test_same_owner_acquiring_again_changes_nothing(tmp_path, lock_path):
-    run_module(tmp_path, owner="run-1", path=str(lock_path))
+def test_same_owner_acquiring_again_renews_the_expiry_time(tmp_path, lock_path):
+    run_module(tmp_path, owner="run-1", runner="cron on ctl", path=str(lock_path), ttl=600)
+    first = read(lock_path)
+    time.sleep(0.05)
+    result = run_module(tmp_path, owner="run-1", path=str(lock_path), ttl=60)
+    assert result["acquired"] and not result.get("failed")
+    renewed = read(lock_path)
+    assert renewed["expires"] == pytest.approx(renewed["renewed"] + 60) and renewed["renewed"] > first["renewed"]
+    # the rest of the lock is the run's: when it was taken, by whom
+    assert {k: v for k, v in renewed.items() if k not in ("renewed", "expires")} == \
+        {k: v for k, v in first.items() if k not in ("renewed", "expires")}
+
+
+CONTROLLER = {"host": "ctl1", "boot_id": "b00t", "pid": 4100, "start": 981234}
+
+
+def test_the_controller_is_kept_in_the_lock_and_named_when_refused(tmp_path, lock_path):
+    run_module(tmp_path, owner="run-1", path=str(lock_path), controller=CONTROLLER)
+    assert read(lock_path)["controller"] == CONTROLLER
+    refused = run_module(tmp_path, owner="run-2", path=str(lock_path))
+    assert refused["failed"] and "by ansible-playbook pid 4100 on ctl1" in refused["msg"]
+
+
+def test_take_over_takes_only_the_named_owners_lock(tmp_path, lock_path):
+    run_module(tmp_path, owner="run-1", path=str(lock_path), ttl=3600)
     first = lock_path.read_bytes()
-    result = run_module(tmp_path, owner="run-1", path=str(lock_path))
-    assert result["acquired"] and not result["changed"]
-    assert lock_path.read_bytes() == first
+    refused = run_module(tmp_path, owner="run-3", path=str(lock_path), take_over="run-2")
+    assert refused["failed"] and "refusing to start a second run" in refused["msg"]
+    assert lock_path.read_bytes() == first  # a run that died is not a licence to take anyone's lock
+    taken = run_module(tmp_path, owner="run-3", path=str(lock_path), take_over="run-1")
+    assert taken["acquired"] and taken["changed"] and taken["holder"]["owner"] == "run-1"
+    assert any("whose controller process is gone" in w and "run-1" in w for w in taken["warnings"])
+    assert read(lock_path)["owner"] == "run-3"
 
 
 def test_stale_lock_is_taken_over_with_a_warning(tmp_path, lock_path):

@@ -1,0 +1,78 @@
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""xen.drs.run_lock on the controller side: who holds the lock, and is that run still alive?
+
+The module runs on the hypervisor and cannot see the control node's processes; this plugin runs in
+ansible-playbook's worker process on the control node. It adds the identity of the ansible-playbook
+process (`controller`) to the lock it takes. When the module refuses because another run holds the
+lock, and that run's controller is this control node, the plugin checks its process: if it is gone
+(or the control node has rebooted since), it asks the module to take the lock over from exactly that
+owner (`take_over`), which the module does only if that owner still holds it. Docs: modules/run_lock.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+display = Display()
+
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+def process_start(pid, proc="/proc"):  # proc: another /proc, for tests
+    """The start time of process ``pid`` (clock ticks after boot), or None if there is no such process."""
+    try:
+        with open(f"{proc}/{pid}/stat", encoding="utf-8") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces; field 22 is the start time
+    return int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+def this_controller():
+    """The ansible-playbook process: the parent of this worker process (ansible forks one per task)."""
+    with open(BOOT_ID, encoding="utf-8") as handle:
+        boot_id = handle.read().strip()
+    pid = os.getppid()
+    return {"host": socket.gethostname(), "boot_id": boot_id, "pid": pid, "start": process_start(pid)}
+
+
+def gone(holder, mine):
+    """Why the run that holds ``holder`` is certainly dead, or None when it is alive or cannot be checked.
+
+    Only a run of this control node can be checked: same host name, and either another boot (every
+    process of the earlier boot is gone) or no process with its pid and start time.
+    """
+    theirs = holder.get("controller") if isinstance(holder, dict) else None
+    if not isinstance(theirs, dict) or theirs.get("host") != mine["host"] or not holder.get("owner"):
+        return None
+    if theirs.get("boot_id") != mine["boot_id"]:
+        return f"run {holder['owner']} was started on {mine['host']} before its last reboot"
+    if process_start(theirs.get("pid")) != theirs.get("start"):
+        return f"run {holder['owner']}'s ansible-playbook (pid {theirs.get('pid')} on {mine['host']}) is no longer running"
+    return None
+
+
+class ActionModule(ActionBase):
+    """Take or release the lock through the module; take over the lock of a dead run of this controller."""
+
+    def run(self, tmp=None, task_vars=None):
+        super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        if args.get("state", "acquired") == "acquired" and not args.get("controller"):
+            args["controller"] = this_controller()
+        result = self._execute_module(module_name="xen.drs.run_lock", module_args=args, task_vars=task_vars)
+        holder = result.get("holder")
+        if result.get("failed") and holder and args.get("controller") and not args.get("take_over"):
+            reason = gone(holder, args["controller"])
+            if reason:
+                display.warning(f"{task_vars.get('inventory_hostname')}: {reason}: taking over its lock")
+                result = self._execute_module(module_name="xen.drs.run_lock",
+                                              module_args=dict(args, take_over=holder["owner"]), task_vars=task_vars)
+                result["taken_over"] = {"owner": holder["owner"], "reason": reason}
+        return result

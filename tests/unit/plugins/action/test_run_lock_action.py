@@ -1,0 +1,77 @@
+# Copyright: xen.drs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The run_lock action plugin: who is this controller, and is the run that holds a lock still alive?
+
+Real processes, not mocks: the live run is this test's own process; the dead one a child that has exited.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.xen.drs.plugins.action import run_lock
+
+BOOT_ID = open(run_lock.BOOT_ID, encoding="utf-8").read().strip()
+MINE = {"host": socket.gethostname(), "boot_id": BOOT_ID, "pid": os.getpid(), "start": run_lock.process_start(os.getpid())}
+
+
+def dead_process():
+    """(pid, start) of a process that ran and has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    start = run_lock.process_start(proc.pid)
+    proc.kill()
+    proc.wait()
+    return proc.pid, start
+
+
+def holder(**controller):
+    return {"owner": "run-1", "controller": dict(MINE, **controller)}
+
+
+def test_this_controller_is_the_parent_process():
+    me = run_lock.this_controller()
+    assert me == {"host": socket.gethostname(), "boot_id": BOOT_ID, "pid": os.getppid(),
+                  "start": run_lock.process_start(os.getppid())}
+    assert isinstance(me["start"], int) and me["start"] > 0
+
+
+def test_process_start_reads_field_22_even_with_spaces_in_the_command_name(tmp_path):
+    (tmp_path / "77").mkdir()
+    fields = ["S", "1"] + ["0"] * 17 + ["424242"] + ["0"] * 10  # state, ppid, ..., field 22 = start time
+    (tmp_path / "77" / "stat").write_text(f"77 (a (odd) name) {' '.join(fields)}\n")
+    assert run_lock.process_start(77, proc=str(tmp_path)) == 424242
+    assert run_lock.process_start(78, proc=str(tmp_path)) is None
+
+
+def test_a_live_run_is_never_judged_gone():
+    assert run_lock.gone(holder(), MINE) is None
+
+
+def test_a_dead_run_of_this_controller_is_gone():
+    pid, start = dead_process()
+    reason = run_lock.gone(holder(pid=pid, start=start), MINE)
+    assert reason == f"run run-1's ansible-playbook (pid {pid} on {MINE['host']}) is no longer running"
+
+
+def test_a_reused_pid_is_not_the_run():
+    # this process is alive, but it is not the process that took the lock if its start time differs
+    assert "no longer running" in run_lock.gone(holder(start=MINE["start"] - 1), MINE)
+
+
+def test_a_run_from_before_the_last_reboot_is_gone():
+    assert "before its last reboot" in run_lock.gone(holder(boot_id="another-boot"), MINE)
+
+
+@pytest.mark.parametrize("lock", [
+    holder(host="ctl2"),                       # another control node: its processes cannot be seen
+    {"owner": "run-1"},                        # a lock of the previous release, without a controller
+    {"owner": None, "controller": None},       # an unreadable lock
+    {"owner": "run-1", "controller": "ctl1"},  # a damaged one
+])
+def test_what_cannot_be_checked_is_not_gone(lock):
+    assert run_lock.gone(lock, MINE) is None
