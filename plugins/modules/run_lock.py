@@ -25,7 +25,7 @@ description:
     process is gone (killed, crashed, or the control node rebooted), it takes the lock over at once (O(take_over)),
     with a warning, instead of waiting for the expiry time. A run of another control node (another AWX job, another
     machine) cannot be checked and waits for the expiry; a live run's lock is never taken.
-  - Taking a lock already held by the same O(owner) renews its expiry time (a heartbeat: the playbooks renew it
+  - Taking a lock already held by the same O(owner) renews its expiry time (a heartbeat; the playbooks renew it
     before each migration wave, so O(ttl) needs to cover one stage of a run, not the whole run). Releasing a
     lock held by another owner, or no lock at all, changes nothing.
 author:
