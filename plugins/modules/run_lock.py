@@ -56,7 +56,7 @@ options:
     description:
       - Seconds after which the lock is stale and may be taken over by another run.
       - The playbooks renew the lock before each migration wave, so choose more than the longest stage between
-        renewals: the sampling window plus planning, or one wave (the migration timeout).
+        renewals (the sampling window plus planning, or one wave, that is the migration timeout).
     type: int
     default: 3600
   runner:
