@@ -16,6 +16,9 @@ description:
   - Runs on the B(source) hypervisor; playbooks C(delegate_to) it.
   - A domain that is not running on the source but is running on the destination is left alone
     (RV(ignore:changed=false)), so repeating a migration is a no-op.
+  - A domain that is not running on the source any more and not on the destination either (shut down, paused,
+    or moved elsewhere since the plan was made) is not touched: the task is skipped, and RV(ignore:msg) says
+    where the domain is and in which state.
   - If the migration fails, libvirt keeps the domain running on the source. The module fails with a
     message naming the cause (destination unreachable, not enough memory, unsafe storage, timeout, ...)
     and reports the domain's state on the source in RV(domain_state_after).
@@ -266,8 +269,10 @@ record:
   type: dict
   sample: {time: 1764000000.123, vm: web1, uuid: 4dea22b3-1d52-d8f3-2516-782e98ab3fa0, source: hv1, destination: hv2}
 domain_state_after:
-  description: State of the domain on the source after a failed migration (normally V(running)).
-  returned: failure
+  description:
+    - State of the domain on the source after a failed migration (normally V(running)), or when it was not moved
+      because it was not running there (V(undefined) when it is not defined there).
+  returned: failure, or when the task is skipped
   type: str
   sample: running
 """
@@ -382,7 +387,7 @@ class Migration:
 
     def run(self):
         domain = find_domain(self.src, name=self.params["name"], uuid=self.params["uuid"])
-        if domain is None or not domain.isActive():
+        if domain is None or domain_state(domain) != "running":
             return self.already_moved(domain)
         name, uuid = domain.name(), domain.UUIDString()
         result = self.base_result(name, uuid)
@@ -405,7 +410,10 @@ class Migration:
                     verified=True, record=record)
 
     def already_moved(self, domain):
-        """changed=false if the domain already runs on the destination, else a failure saying where it is."""
+        """changed=false if the domain already runs on the destination; else skipped, saying where it is.
+
+        A domain that is not running on the source any more (shut down, paused, moved elsewhere by hand
+        since the plan was made) is not moved: the reason the plan had no longer holds."""
         uuid = domain.UUIDString() if domain is not None else self.params["uuid"]
         dst = connect(self.destination_uri, readonly=True)
         try:
@@ -415,10 +423,11 @@ class Migration:
                             msg=f"already running on {self.params['destination']}")
         finally:
             dst.close()
-        where = f"is {domain_state(domain)}" if domain is not None else "is not defined"
-        raise MigrationFailed(f"{describe(self.params)} {where} on {self.source} ({self.params['uri']}) "
-                              f"and is not running on {self.params['destination']} ({self.destination_uri})",
-                              **self.base_result(self.params["name"], uuid))
+        state = domain_state(domain) if domain is not None else "undefined"
+        where = f"is {state}" if domain is not None else "is not defined"
+        return dict(self.base_result(self.params["name"], uuid), changed=False, skipped=True, domain_state_after=state,
+                    msg=f"not moved: {describe(self.params)} {where} on {self.source} ({self.params['uri']}) "
+                        f"and is not running on {self.params['destination']} ({self.destination_uri})")
 
     def migrate(self, domain, name, uuid):
         """Run the migration, aborting it after ``timeout`` seconds; returns the seconds it took."""

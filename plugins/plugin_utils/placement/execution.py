@@ -154,7 +154,8 @@ def outcome_msg(result, move, outcomes):
     _mapping("result", result)
     if result.get("skipped"):
         unmet = unmet_requirements(move, outcomes)
-        return not_run_reason(unmet) if unmet else result.get("skip_reason", "")
+        # a move the module skipped says why (the domain is no longer running on its source)
+        return not_run_reason(unmet) if unmet else result.get("msg") or result.get("skip_reason", "")
     return result.get("msg", "")
 
 

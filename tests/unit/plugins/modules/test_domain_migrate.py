@@ -144,21 +144,20 @@ def test_repeating_a_migration_is_a_no_op(hosts, tmp_path, run_module):
     assert len(json.loads((tmp_path / "state.json").read_text())["migrations"]) == 1
 
 
-def test_domain_nowhere_fails_naming_it(hosts, tmp_path, run_module):
+def test_domain_nowhere_is_skipped_naming_it(hosts, tmp_path, run_module):
     result = run_module(domain_migrate, args(tmp_path, name="ghost"))
-    assert result["failed"] is True
-    assert "domain 'ghost' is not defined on hv1" in result["msg"] and "not running on hv2" in result["msg"]
+    assert result["skipped"] is True and not result.get("failed") and result["changed"] is False
+    assert "not moved: domain 'ghost' is not defined on hv1" in result["msg"] and "not running on hv2" in result["msg"]
+    assert result["domain_state_after"] == "undefined"
 
 
-def test_stopped_domain_is_not_migrated(hosts, tmp_path, run_module):
-    hosts[0].domains[0]._state = SHUTOFF
+@pytest.mark.parametrize("state, word", [(SHUTOFF, "shutoff"), (PAUSED, "paused")])
+def test_a_domain_no_longer_running_is_skipped_and_left_as_it_is(hosts, tmp_path, run_module, state, word):
+    hosts[0].domains[0]._state = state
     result = run_module(domain_migrate, args(tmp_path))
-    assert result["failed"] is True and "is shutoff on hv1" in result["msg"]
-
-
-def test_paused_domain_is_migrated(hosts, tmp_path, run_module):
-    hosts[0].domains[0]._state = PAUSED
-    assert run_module(domain_migrate, args(tmp_path))["changed"] is True
+    assert result["skipped"] is True and result["changed"] is False and not result.get("failed")
+    assert f"is {word} on hv1" in result["msg"] and result["domain_state_after"] == word
+    assert hosts[0].domains[0]._state == state and not [c for c in hosts[0].domains[0].calls if c[0].startswith("migrate")]
 
 
 @pytest.mark.parametrize("error, code, cause", [

@@ -152,6 +152,9 @@ def test_runnable(requires, outcomes, runnable):
     ({"failed": True, "msg": "domain 'a' is not defined on hv2"}, None, [], "domain 'a' is not defined on hv2"),
     ({"changed": True}, "b", [done("b", "migrated")], ""),
     ({"skipped": True, "skip_reason": "Conditional result was False"}, None, [], "Conditional result was False"),
+    # the module skipped it: the domain no longer runs on its source
+    ({"skipped": True, "changed": False, "msg": "not moved: domain 'a' is paused on hv1 (qemu:///system) and is not "
+      "running on hv2"}, None, [], "not moved: domain 'a' is paused on hv1 (qemu:///system) and is not running on hv2"),
 ])
 def test_outcome_msg(result, requires, outcomes, msg):
     assert ex.outcome_msg(result, {"vm": "a", "requires": requires}, outcomes) == msg
