@@ -75,3 +75,17 @@ def make_guests(lab):  # pylint: disable=redefined-outer-name
     yield start
     for name in made:
         lab.remove_guest(name)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault table of test_faults.py, when its tests ran: faults injected, guests checked, lost, twice."""
+    rows = getattr(sys.modules.get("test_faults"), "FAULT_TABLE", [])
+    if not rows:
+        return
+    write = terminalreporter.write_line
+    write("")
+    write(f"fault table: {len(rows)} fault(s) injected, {sum(r.guests_checked for r in rows)} guest(s) checked, "
+          f"{sum(r.lost for r in rows)} lost (must be 0), {sum(r.twice for r in rows)} running twice (must be 0)")
+    write(f"  {'FAULT':52} {'GUESTS':>6} {'LOST':>4} {'TWICE':>5}  OUTCOME")
+    for row in rows:
+        write(f"  {row.fault:52} {row.guests_checked:>6} {row.lost:>4} {row.twice:>5}  {row.outcome}")
