@@ -71,6 +71,12 @@ def moved_outcomes(outcomes):
     return _call("moved_outcomes", execution.moved_outcomes, outcomes)
 
 
+def reconcile_records(infos):
+    """The migration records each answered host lacks, and the hosts with the pool's newest record per domain."""
+    _check("reconcile_records", "the hosts' information", infos, "mapping")
+    return _call("reconcile_records", execution.reconcile_records, infos)
+
+
 def loads_after(plan, outcomes):
     """Each planned host's load after the moves that really happened."""
     _check("loads_after", "the plan", plan, "mapping")
@@ -90,4 +96,5 @@ class FilterModule:
             "failed_outcomes": failed_outcomes,
             "moved_outcomes": moved_outcomes,
             "loads_after": loads_after,
+            "reconcile_records": reconcile_records,
         }

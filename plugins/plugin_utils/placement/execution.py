@@ -224,3 +224,61 @@ def evacuation_policy(policy, cluster, host):
     policy["maintenance"] = maintenance + ([] if host in maintenance else [host])
     policy["max_migrations"] = max(budget, 2 * running)
     return policy
+
+
+RECORD_KEYS = ("time", "vm", "uuid", "source", "destination")
+
+
+def _record(where, record):
+    _mapping(where, record)
+    missing = [key for key in RECORD_KEYS if key not in record]
+    if missing:
+        raise ExecutionError(f"{where} needs {', '.join(missing)}, got {record!r}")
+    if isinstance(record["time"], bool) or not isinstance(record["time"], (int, float)):
+        raise ExecutionError(f"{where}.time must be a number, got {record['time']!r}")
+    for key in RECORD_KEYS[1:]:
+        if not isinstance(record[key], str):
+            raise ExecutionError(f"{where}.{key} must be a string, got {record[key]!r}")
+    return {key: record[key] for key in RECORD_KEYS}
+
+
+def reconcile_records(infos):
+    """The pool's migration records made whole: what each answered host lacks, and the hosts as the plan reads them.
+
+    ``infos`` maps each host that answered to what hypervisor_info returned there (``hypervisor`` and
+    ``migrations``, the records of the last history window that name it). A migration is recorded on its
+    source by domain_migrate and on its destination by the next task; a run that died in between (its
+    controller killed) leaves the destination without the record, so the domain's cooldown would be
+    forgotten there. Returns ``missing``: [{host, record}] for each record one of its two hosts lacks
+    (when that host answered), and ``hypervisors``: {host: hypervisor} with each domain's ``last_migration``
+    the newest record of its uuid anywhere in the pool.
+    """
+    _mapping("infos", infos)
+    records, held = {}, {}
+    for host, info in infos.items():
+        _mapping(f"infos[{host!r}]", info)
+        _mapping(f"infos[{host!r}].hypervisor", info.get("hypervisor"))
+        for index, raw in enumerate(_list(f"infos[{host!r}].migrations", info.get("migrations", []))):
+            record = _record(f"infos[{host!r}].migrations[{index}]", raw)
+            key = tuple(record[k] for k in RECORD_KEYS)
+            records[key] = record
+            held.setdefault(host, set()).add(key)
+    missing = [{"host": side, "record": records[key]}
+               for key in sorted(records, key=lambda k: (k[0], k[1]))
+               for side in (records[key]["source"], records[key]["destination"])
+               if side in infos and key not in held.get(side, set())]
+    newest = {}
+    for record in sorted(records.values(), key=lambda r: r["time"]):
+        newest[record["uuid"]] = record
+    hypervisors = {}
+    for host, info in infos.items():
+        hypervisor = dict(info["hypervisor"])
+        domains = []
+        for domain in _list(f"infos[{host!r}].hypervisor.domains", hypervisor.get("domains", [])):
+            record = newest.get(_mapping(f"infos[{host!r}] domain", domain).get("uuid"))
+            known = domain.get("last_migration") or {}
+            if record is not None and record["time"] > known.get("time", float("-inf")):
+                domain = dict(domain, last_migration={k: record[k] for k in ("time", "source", "destination")})
+            domains.append(domain)
+        hypervisors[host] = dict(hypervisor, domains=domains)
+    return {"missing": missing, "hypervisors": hypervisors}

@@ -26,7 +26,7 @@ FILTER_DIR = pathlib.Path(module.__file__).parent
 
 def test_filters_are_registered():
     assert set(FILTERS) == {"evacuation_policy", "runnable", "outcome_status", "outcome_msg",
-                            "failed_outcomes", "moved_outcomes", "loads_after"}
+                            "failed_outcomes", "moved_outcomes", "loads_after", "reconcile_records"}
 
 
 @pytest.mark.parametrize("name", sorted(FILTERS))

@@ -264,3 +264,64 @@ def test_a_rebalance_keeps_the_policy():
 def test_evacuation_policy_bad_input(policy, cluster, evacuee, message):
     with pytest.raises(ex.ExecutionError, match=message):
         ex.evacuation_policy(policy, cluster, evacuee)
+
+
+def record(time, vm="web1", source="hv1", destination="hv2"):
+    return {"time": time, "vm": vm, "uuid": f"uuid-{vm}", "source": source, "destination": destination}
+
+
+def info(host, domains=(), migrations=()):
+    return {"hypervisor": {"name": host, "domains": [dict(d) for d in domains]}, "migrations": list(migrations)}
+
+
+def test_reconcile_finds_the_record_a_dead_run_left_out_and_gives_the_domain_its_cooldown():
+    moved = record(1000.0)  # on the source (domain_migrate wrote it), not on the destination (the run died)
+    web1 = {"name": "web1", "uuid": "uuid-web1"}
+    infos = {"hv1": info("hv1", migrations=[moved]), "hv2": info("hv2", [web1]), "hv3": info("hv3")}
+    result = ex.reconcile_records(infos)
+    assert result["missing"] == [{"host": "hv2", "record": moved}]
+    assert result["hypervisors"]["hv2"]["domains"] == [
+        dict(web1, last_migration={"time": 1000.0, "source": "hv1", "destination": "hv2"})]
+    assert result["hypervisors"]["hv1"] == infos["hv1"]["hypervisor"]
+
+
+def test_reconcile_keeps_whole_records_and_newer_local_knowledge():
+    old, new = record(1000.0), record(2000.0, source="hv2", destination="hv1")
+    local = {"time": 3000.0, "source": "hv3", "destination": "hv1"}  # newer than any record it was given
+    web1 = {"name": "web1", "uuid": "uuid-web1", "last_migration": local}
+    infos = {"hv1": info("hv1", [web1], [old, new]), "hv2": info("hv2", migrations=[old, new])}
+    result = ex.reconcile_records(infos)
+    assert result["missing"] == []
+    assert result["hypervisors"]["hv1"]["domains"][0]["last_migration"] == local
+
+
+def test_reconcile_writes_nothing_to_a_host_that_did_not_answer():
+    moved = record(1000.0, destination="hv9")
+    assert ex.reconcile_records({"hv1": info("hv1", migrations=[moved])})["missing"] == []
+
+
+def test_reconcile_newest_record_wins_across_hosts():
+    first, back = record(1000.0), record(1500.0, source="hv2", destination="hv1")
+    web1 = {"name": "web1", "uuid": "uuid-web1", "last_migration": {"time": 1000.0, "source": "hv1", "destination": "hv2"}}
+    infos = {"hv1": info("hv1", [web1], [first]), "hv2": info("hv2", migrations=[first, back])}
+    result = ex.reconcile_records(infos)
+    assert result["missing"] == [{"host": "hv1", "record": back}]
+    assert result["hypervisors"]["hv1"]["domains"][0]["last_migration"] == {
+        "time": 1500.0, "source": "hv2", "destination": "hv1"}
+
+
+@pytest.mark.parametrize("infos, message", [
+    ([], "infos must be a mapping"),
+    ({"hv1": {"migrations": []}}, "infos['hv1'].hypervisor must be a mapping"),
+    ({"hv1": {"hypervisor": {}, "migrations": {}}}, "infos['hv1'].migrations must be a list"),
+    ({"hv1": {"hypervisor": {}, "migrations": [{"time": 1}]}},
+     "infos['hv1'].migrations[0] needs vm, uuid, source, destination"),
+    ({"hv1": {"hypervisor": {}, "migrations": [dict(record(1.0), time="soon")]}},
+     "infos['hv1'].migrations[0].time must be a number, got 'soon'"),
+    ({"hv1": {"hypervisor": {}, "migrations": [dict(record(1.0), vm=["a"])]}},
+     "infos['hv1'].migrations[0].vm must be a string, got ['a']"),
+])
+def test_reconcile_bad_input(infos, message):
+    with pytest.raises(ex.ExecutionError) as error:
+        ex.reconcile_records(infos)
+    assert message in str(error.value)
