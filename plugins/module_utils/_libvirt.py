@@ -242,6 +242,19 @@ def build_destination_uri(uri, destination):
     return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
 
+ENCRYPTED_TRANSPORTS = ("ssh", "libssh", "libssh2", "tls")
+
+
+def encrypted_stream(destination_uri, tunnelled):
+    """Whether a peer-to-peer migration's memory stream crosses the network encrypted.
+
+    Only a tunnelled migration sends it inside the libvirt connection, and that connection is encrypted
+    when its transport is ssh or tls (a remote URI without a transport uses tls). Otherwise the stream
+    goes over its own TCP connection, in clear text."""
+    parts, _driver, transport = _split_scheme(destination_uri, "destination_uri")
+    return bool(tunnelled) and (transport in ENCRYPTED_TRANSPORTS or (not transport and bool(parts.hostname)))
+
+
 def build_migrate_uri(migration_address):
     """Migration data URI for ``migration_address``, or None to let libvirt choose.
 

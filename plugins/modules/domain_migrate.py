@@ -17,7 +17,7 @@ description:
   - A domain that is not running on the source but is running on the destination is left alone
     (RV(ignore:changed=false)), so repeating a migration is a no-op.
   - A domain that is not running on the source any more and not on the destination either (shut down, paused,
-    or moved elsewhere since the plan was made) is not touched: the task is skipped, and RV(ignore:msg) says
+    or moved elsewhere since the plan was made) is not touched; the task is skipped, and RV(ignore:msg) says
     where the domain is and in which state.
   - If the migration fails, libvirt keeps the domain running on the source. The module fails with a
     message naming the cause (destination unreachable, not enough memory, unsafe storage, timeout, ...)
@@ -94,7 +94,18 @@ options:
     type: bool
     default: true
   tunnelled:
-    description: Send the migration data through the libvirt connection. Requires O(peer_to_peer=true).
+    description:
+      - Send the migration data through the libvirt connection. Requires O(peer_to_peer=true).
+      - Only then is the memory stream encrypted, and only when O(destination_uri)'s transport is C(ssh) or C(tls).
+        Otherwise the guest's memory crosses the network in clear text, and the module warns unless
+        O(private_network=true).
+    type: bool
+    default: false
+  private_network:
+    description:
+      - The migration network is private (a dedicated VLAN or cable that nobody else can read), so a clear-text
+        memory stream is acceptable there and the module does not warn about it.
+      - Playbooks pass C(xen_drs_migration_network_private).
     type: bool
     default: false
   persistent:
@@ -293,6 +304,7 @@ from ansible_collections.xen.drs.plugins.module_utils._libvirt import (
     connect,
     describe_error,
     domain_state,
+    encrypted_stream,
     find_domain,
     migrate_flags,
     migrate_params,
@@ -398,6 +410,10 @@ class Migration:
             raise MigrationFailed(f"destination {self.params['destination']} is unreachable, {name} stays on "
                                   f"{self.source}: {err}", domain_state_after=domain_state(domain),
                                   **result) from err
+        if not self.params["private_network"] and not encrypted_stream(self.destination_uri, self.params["tunnelled"]):
+            self.module.warn(f"the memory of {name} crosses the network from {self.source} to "
+                             f"{self.params['destination']} unencrypted ({self.cleartext_why()}): tunnel it over ssh or tls "
+                             "(tunnelled=true), or set private_network=true if the migration network is private")
         if self.module.check_mode:
             return dict(result, changed=True, diff=self.diff(),
                         msg=f"would migrate {name} from {self.source} to {self.params['destination']}")
@@ -408,6 +424,11 @@ class Migration:
         self.save_record(record)
         return dict(result, changed=True, diff=self.diff(), job=job, elapsed_seconds=round(elapsed, 3),
                     verified=True, record=record)
+
+    def cleartext_why(self):
+        if not self.params["tunnelled"]:
+            return "not tunnelled"
+        return f"tunnelled in {self.destination_uri}, whose transport is not encrypted"
 
     def already_moved(self, domain):
         """changed=false if the domain already runs on the destination; else skipped, saying where it is.
@@ -515,6 +536,7 @@ def get_argument_spec():
         live=dict(type="bool", default=True),
         peer_to_peer=dict(type="bool", default=True),
         tunnelled=dict(type="bool", default=False),
+        private_network=dict(type="bool", default=False),
         persistent=dict(type="bool", default=True),
         undefine_source=dict(type="bool", default=True),
         bandwidth_mib=dict(type="int"),

@@ -187,3 +187,16 @@ def test_malformed_tags_are_none_and_say_why(xml, words):
     tags, problem = _libvirt.parse_tags(xml)
     assert tags == []
     assert words in problem
+
+
+@pytest.mark.parametrize("uri, tunnelled, encrypted", [
+    ("xen+ssh://hv2/system", True, True),
+    ("qemu+tls://hv2/system", True, True),
+    ("qemu://hv2/system", True, True),            # remote without a transport: libvirt uses tls
+    ("qemu+libssh2://hv2/system", True, True),
+    ("qemu+tcp://hv2/system", True, False),       # tunnelled, but in a plain TCP connection
+    ("xen+ssh://hv2/system", False, False),       # not tunnelled: the stream has its own TCP connection
+    ("qemu+tls://hv2/system", False, False),
+])
+def test_encrypted_stream(uri, tunnelled, encrypted):
+    assert _libvirt.encrypted_stream(uri, tunnelled) is encrypted

@@ -262,3 +262,26 @@ def test_bad_options_name_option_and_value(hosts, tmp_path, run_module, options,
     assert result["failed"] is True
     assert words in result["msg"]
     assert names(hosts[0]) == [("web1", True)]
+
+
+CLEAR_TEXT = "crosses the network from hv1 to hv2 unencrypted"
+
+
+@pytest.mark.parametrize("options, warned", [
+    (dict(), "not tunnelled"),
+    (dict(tunnelled=True, destination_uri="qemu+tcp://hv2/system"), "whose transport is not encrypted"),
+    (dict(tunnelled=True, destination_uri="qemu+ssh://hv2/system"), None),
+    (dict(private_network=True), None),
+])
+def test_a_clear_text_memory_stream_is_warned_about_unless_the_network_is_private(hosts, fake, tmp_path, run_module,
+                                                                                  options, warned):
+    if "destination_uri" in options:
+        fake.add_host(options["destination_uri"], "hv2")
+    for check_mode in (True, False):
+        result = run_module(domain_migrate, args(tmp_path, **options), check_mode=check_mode)
+        assert result["changed"] is True and not result.get("failed")
+        found = [w for w in result["warnings"] if CLEAR_TEXT in w]
+        if warned:
+            assert len(found) == 1 and warned in found[0] and "web1" in found[0], result["warnings"]
+        else:
+            assert not found, result["warnings"]
