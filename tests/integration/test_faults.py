@@ -13,6 +13,8 @@ checked, guests lost, guests running twice).
 3. The source's libvirtd is killed (SIGKILL) while a migration is in flight, then started again.
 4. A guest is paused when its move comes; another was shut down and a third migrated by hand since the
    plan was made: none of them is touched, each outcome says why.
+5. The hypervisors' state files are truncated, emptied, replaced by garbage and replaced by a directory
+   (what root cannot read): a run goes on, warns about each, and leaves readable state files.
 Wall times are printed as figures, not asserted.
 """
 
@@ -219,3 +221,33 @@ def test_a_move_whose_guest_is_no_longer_running_on_its_source_is_not_run(lab, m
                              "each move not run, with where the guest is and in which state")
     assert placed == {"fk-paused": "hv1", "fk-moved": "hv3"}
     assert "shut off" in lab.virsh("hv1", "domstate", "fk-off")  # not started again: nothing is forced
+
+
+def test_damaged_state_files_are_warned_about_and_the_run_goes_on(lab, make_guests, tmp_path):
+    make_guests({"hv1": {"fk-state": "idle"}})
+    before = booted(lab, {"fk-state": "hv1"})
+    policy = {"max_migrations": 0}
+    lab.ctl(demo.playbook_command(lab, "rebalance.yml", tmp_path, policy), timeout=900)  # state files exist now
+    good = lab.host_exec("hv1", ["cat", STATE_FILE]).stdout
+    damage = {"hv1": f"printf %s {json.dumps(good[:len(good) // 2])} > {STATE_FILE}",  # truncated
+              "hv2": f": > {STATE_FILE}",  # emptied
+              "hv3": f"head -c 300 /dev/urandom > {STATE_FILE}"}  # garbage
+    for host, command in damage.items():
+        lab.host_exec(host, command)
+    proc = lab.ctl(demo.playbook_command(lab, "rebalance.yml", tmp_path, policy), check=False, timeout=900)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    for host in damage:
+        assert f"state file {STATE_FILE} is corrupt" in output or f"state file {STATE_FILE} is unreadable" in output
+        json.loads(lab.host_exec(host, ["cat", STATE_FILE]).stdout)  # written afresh by this run
+    # a directory where the file should be: it can be neither read nor replaced, and the run still plans
+    lab.host_exec("hv2", f"rm -f {STATE_FILE} && mkdir {STATE_FILE}")
+    try:
+        proc = lab.ctl(demo.playbook_command(lab, "rebalance.yml", tmp_path, policy), check=False, timeout=900)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, output[-4000:]
+        assert f"state file {STATE_FILE} is unreadable" in output and "could not record the samples" in output
+    finally:
+        lab.host_exec("hv2", f"rmdir {STATE_FILE}")
+    check_invariant(lab, "state files truncated, emptied, garbage, a directory", before,
+                    "each warned about, the run planned, the files written afresh")

@@ -41,3 +41,10 @@ def test_bad_arguments(text, hosts, words):
 
 def test_filter_is_registered():
     assert FilterModule().filters() == {"host_mapping": host_mapping}
+
+
+def test_the_inventory_examples_mapping_reads():
+    example = pathlib.Path(__file__).resolve().parents[4] / "inventory.example"
+    hosts = list(yaml.safe_load((example / "hosts.yml").read_text())["all"]["children"]["hypervisors"]["hosts"])
+    mapping = host_mapping((example / "host_mapping.csv").read_text(), "host_mapping.csv", hosts)
+    assert mapping and set(mapping) <= set(hosts)
