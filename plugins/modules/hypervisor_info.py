@@ -472,7 +472,7 @@ def gather(module):
     taken = round(time.time(), 3)
     state, warning = load_state(params["state_path"])
     if warning:
-        module.warn(warning)
+        module.warn(f"{host.name}: {warning}")  # one run warns for many hosts: say which
     memory = memory_load(domains, host.memory_mb)
     sample = host_sample(taken, load, memory)
     archive = archive_add(state.archive, taken, dict(name=host.name, cpus=host.cpus - params["reserved_cpus"],
@@ -485,7 +485,7 @@ def gather(module):
         try:
             save_state(params["state_path"], state)
         except OSError as err:
-            module.warn(f"could not record the samples in {params['state_path']}: {err}")
+            module.warn(f"{host.name}: could not record the samples in {params['state_path']}: {err}")
 
     latest = last_migrations(state.migrations)
     for domain in domains:
