@@ -295,6 +295,24 @@ def _recent(series, now, history_seconds):
     return [s for s in series if s[0] >= now - history_seconds][-MAX_SAMPLES:]
 
 
+FUTURE_TOLERANCE_SECONDS = 5
+
+
+def drop_future(state, now):
+    """(state without the samples later than ``now``, how many were dropped, how many records are later).
+
+    A host whose clock went back (set by hand, or a bad NTP step) finds samples from its future in its
+    state file: judged as the newest, they would hide the present. They are dropped; migration records
+    are kept (the caller counts a later record's time as ``now``, so the cooldown still holds)."""
+    limit = now + FUTURE_TOLERANCE_SECONDS
+    samples = [s for s in state.samples if s[0] <= limit]
+    domains = {uuid: [s for s in series if s[0] <= limit] for uuid, series in state.domains.items()}
+    dropped = (len(state.samples) - len(samples)
+               + sum(len(series) for series in state.domains.values()) - sum(len(s) for s in domains.values()))
+    later_records = sum(1 for r in state.migrations if r["time"] > limit)
+    return replace(state, samples=samples, domains={u: s for u, s in domains.items() if s}), dropped, later_records
+
+
 def prune(state, now, history_seconds, keep_domains=None):
     """Drop samples older than the history window and keep every list within its bounds.
 

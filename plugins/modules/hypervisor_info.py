@@ -122,6 +122,15 @@ options:
       - V(0) keeps no archive (and empties one kept before).
     type: int
     default: 14
+  controller_time:
+    description:
+      - The control node's clock (epoch seconds) when it sent this task; the playbooks pass it. The host's clock
+        is compared with it as the module starts (RV(clock_skew_seconds)).
+      - The samples are stamped with the host's clock, and the plan judges them against the control node's. When
+        the two differ by more than 30 seconds, the module warns and returns the samples (the host's and its
+        domains') shifted into the control node's time, so a host whose clock is minutes off is neither judged
+        stale nor ahead. The state file keeps the host's own time. Migration records are not shifted.
+    type: float
   record_sample:
     description:
       - Append the samples just measured (the host's and the domains') to the state file.
@@ -270,6 +279,13 @@ hypervisor:
           type: dict
           returned: when the state file has a migration of this domain
           sample: {time: 1764000000.123, source: hv1, destination: hv2}
+clock_skew_seconds:
+  description:
+    - How far the host's clock is ahead of the control node's (negative when behind), within the time the task
+      took to reach the host (usually under a second). Returned when O(controller_time) is given.
+  returned: when O(controller_time) is given
+  type: float
+  sample: -312.4
 migrations:
   description: Migration records within O(history_minutes) whose source or destination is this host, oldest first.
   returned: success
@@ -298,6 +314,7 @@ from ansible_collections.xen.drs.plugins.module_utils._libvirt import (
 from ansible_collections.xen.drs.plugins.module_utils._state import (
     ARCHIVE_DAYS,
     archive_add,
+    drop_future,
     last_migrations,
     load_state,
     prune,
@@ -451,10 +468,18 @@ def check_options(params):
         raise ValueError(f"archive_days must be from 0 to {ARCHIVE_DAYS}, got {params['archive_days']}")
 
 
+SKEW_TOLERANCE_SECONDS = 30
+
+
+def shifted(series, seconds):
+    return [[round(point[0] + seconds, 3), *point[1:]] for point in series]
+
+
 def gather(module):
     """The module's result; raises ValueError, LibvirtConnectionError or LibvirtError."""
     params = module.params
     check_options(params)
+    skew = None if params["controller_time"] is None else round(time.time() - params["controller_time"], 1)
     conn = connect(module, readonly=True)
     try:
         host, domains, warnings = measure(conn, params["name"], params["sample_seconds"], time.sleep,
@@ -473,6 +498,11 @@ def gather(module):
     state, warning = load_state(params["state_path"])
     if warning:
         module.warn(f"{host.name}: {warning}")  # one run warns for many hosts: say which
+    state, dropped, later_records = drop_future(state, taken)
+    if dropped or later_records:
+        module.warn(f"{host.name}: the state file holds {dropped} sample(s) and {later_records} migration record(s) "
+                    f"later than this host's clock (did it go back?); the samples are dropped and the records "
+                    f"count as made now")
     memory = memory_load(domains, host.memory_mb)
     sample = host_sample(taken, load, memory)
     archive = archive_add(state.archive, taken, dict(name=host.name, cpus=host.cpus - params["reserved_cpus"],
@@ -492,13 +522,24 @@ def gather(module):
         domain["samples"] = state.domains.get(domain["uuid"], [])
         if domain["uuid"] in latest:
             record = latest[domain["uuid"]]
-            domain["last_migration"] = {k: record[k] for k in ("time", "source", "destination")}
+            domain["last_migration"] = dict({k: record[k] for k in ("source", "destination")},
+                                            time=min(record["time"], taken))  # a record from the future: now
     migrations = [r for r in state.migrations
                   if host.name in (r["source"], r["destination"]) and r["time"] >= taken - history_seconds]
     # The planner's capacity is what guests can use, so it predicts the same load the samples record.
+    samples = state.samples
+    if skew is not None and abs(skew) > SKEW_TOLERANCE_SECONDS:
+        module.warn(f"{host.name}: its clock is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} the control "
+                    f"node's; its samples are shifted into the control node's time for this plan (fix its NTP)")
+        samples = shifted(samples, -skew)
+        for domain in domains:
+            domain["samples"] = shifted(domain["samples"], -skew)
     hypervisor = dict(asdict(host), cpus=host.cpus - params["reserved_cpus"], cpus_total=host.cpus,
-                      uri=params["uri"], load=load, samples=state.samples, maintenance=False, domains=domains)
-    return dict(changed=False, hypervisor=hypervisor, migrations=migrations)
+                      uri=params["uri"], load=load, samples=samples, maintenance=False, domains=domains)
+    result = dict(changed=False, hypervisor=hypervisor, migrations=migrations)
+    if skew is not None:
+        result["clock_skew_seconds"] = skew
+    return result
 
 
 def get_argument_spec():
@@ -510,6 +551,7 @@ def get_argument_spec():
         state_path=dict(type="path", default="/var/lib/xen-drs/state.json"),
         history_minutes=dict(type="int", default=60),
         archive_days=dict(type="int", default=14),
+        controller_time=dict(type="float"),
         record_sample=dict(type="bool", default=True),
     )
 

@@ -273,3 +273,13 @@ def test_a_bad_archive_is_a_warning_naming_the_field_and_the_value(tmp_path, arc
     state, warning = _state.load_state(str(path))
     assert state == _state.State()
     assert "corrupt" in warning and words in warning
+
+
+def test_drop_future_keeps_the_present_and_counts_what_it_dropped():
+    state = _state.State(samples=[[100.0, 0.5], [104.0, 0.5], [200.0, 0.9]],
+                         domains={"a": [[100.0, 1.0], [300.0, 2.0]], "b": [[400.0, 1.0]]},
+                         migrations=[record(100.0), record(500.0)])
+    kept, dropped, later = _state.drop_future(state, 100.0)
+    assert kept.samples == [[100.0, 0.5], [104.0, 0.5]]  # within the tolerance of 5 s
+    assert kept.domains == {"a": [[100.0, 1.0]]} and (dropped, later) == (3, 1)
+    assert kept.migrations == state.migrations  # records are kept: their time counts as now

@@ -412,3 +412,42 @@ def test_the_archive_keeps_the_host_size_and_a_departed_domain(host, tmp_path, r
     assert archive["domains"][HALF]["cpu"]["n"] == 2
     run_module(hypervisor_info, args(tmp_path, archive_days=0))
     assert json.loads((tmp_path / "state.json").read_text())["archive"] == {}
+
+
+@pytest.mark.parametrize("offset, word", [(600, "behind"), (-900, "ahead of")])
+def test_a_host_clock_minutes_off_the_controllers_is_named_and_its_samples_shifted(host, tmp_path, run_module,
+                                                                                    offset, word):
+    earlier = time.time() - 300
+    (tmp_path / "state.json").write_text(json.dumps({"version": 3, "samples": [[earlier, 0.5]],
+                                                     "domains": {BUSY: [[earlier, 1.0]]}, "migrations": []}))
+    result = run_module(hypervisor_info, args(tmp_path, controller_time=time.time() + offset))
+    skew = result["clock_skew_seconds"]
+    assert skew == pytest.approx(-offset, abs=5)
+    assert any(w.startswith(f"hv1: its clock is {abs(offset)} s {word} the control node's") or
+               w.startswith(f"hv1: its clock is {abs(offset) - 1} s {word}") for w in result["warnings"]), result["warnings"]
+    samples = result["hypervisor"]["samples"]
+    assert samples[0][0] == pytest.approx(earlier - skew, abs=0.01)  # in the controller's time
+    assert by_name(result)["busy"]["samples"][0][0] == pytest.approx(earlier - skew, abs=0.01)
+    # the state file keeps the host's own time
+    assert json.loads((tmp_path / "state.json").read_text())["samples"][0][0] == pytest.approx(earlier, abs=0.01)
+
+
+def test_a_clock_within_tolerance_is_left_alone(host, tmp_path, run_module):
+    result = run_module(hypervisor_info, args(tmp_path, controller_time=time.time() - 2))
+    assert abs(result["clock_skew_seconds"]) < 30 and not any("clock" in w for w in result["warnings"])
+    assert "clock_skew_seconds" not in run_module(hypervisor_info, args(tmp_path))
+
+
+def test_samples_from_the_future_are_dropped_and_a_future_record_counts_as_now(host, tmp_path, run_module):
+    now = time.time()
+    future = now + 3600  # the host's clock went back an hour since these were written
+    (tmp_path / "state.json").write_text(json.dumps({
+        "version": 3, "samples": [[now - 300, 0.5], [future, 0.9]], "domains": {BUSY: [[future, 2.0]]},
+        "migrations": [dict(time=future, vm="busy", uuid=BUSY, source="hv2", destination="hv1")]}))
+    result = run_module(hypervisor_info, args(tmp_path))
+    assert any("2 sample(s) and 1 migration record(s) later than this host's clock" in w for w in result["warnings"])
+    samples = result["hypervisor"]["samples"]
+    assert [round(s[1], 3) for s in samples] == [0.5, 0.375] and samples[-1][0] <= time.time()
+    busy = by_name(result)["busy"]
+    assert [s[1] for s in busy["samples"]] == [1.0]
+    assert now - 1 <= busy["last_migration"]["time"] <= time.time()  # its cooldown starts now, not in an hour
