@@ -58,6 +58,7 @@ class State:
     migrations: list = field(default_factory=list)
     domains: dict = field(default_factory=dict)  # domain uuid -> [[epoch, cores], ...]
     archive: dict = field(default_factory=dict)  # the downsampled long history (see the module's docstring)
+    failures: list = field(default_factory=list)  # failed migrations: RECORD_FIELDS + error, newest last
     newer_version: int | None = None  # the version of a file this release cannot read (never overwritten)
 
 
@@ -120,7 +121,11 @@ def parse_state(text):
         _check_samples(series, DOMAIN, f"'domains' entry {uuid!r}")
     archive = {} if version < 3 else data.get("archive", {})
     check_archive(archive)
-    return State(samples=samples, migrations=migrations, domains=domains, archive=archive)
+    # optional in version 3 (a release before it ignores the key, and drops it when it writes the file)
+    failures = data.get("failures", [])
+    if not isinstance(failures, list) or not all(_valid_record(r) and isinstance(r.get("error"), str) for r in failures):
+        raise ValueError(f"'failures' is not a list of records with {', '.join(RECORD_FIELDS)}, error")
+    return State(samples=samples, migrations=migrations, domains=domains, archive=archive, failures=failures)
 
 
 def _check_series(series, what):
@@ -341,7 +346,7 @@ def save_state(path, state):
             f"state file {path} was written by a newer release of xen.drs (version {state.newer_version}, "
             f"this one writes {VERSION}); left unchanged")
     payload = {"version": VERSION, "samples": state.samples, "domains": state.domains,
-               "migrations": state.migrations, "archive": state.archive}
+               "migrations": state.migrations, "archive": state.archive, "failures": state.failures}
     write_atomically(path, lambda handle: json.dump(payload, handle, separators=(",", ":")), prefix=".state-")
 
 
@@ -378,6 +383,15 @@ def add_migration(state, record):
         return state, False
     migrations = state.migrations + [{k: record[k] for k in RECORD_FIELDS}]
     return replace(state, migrations=migrations[-MAX_MIGRATIONS:]), True
+
+
+MAX_FAILURES = 50
+
+
+def add_failure(state, record, error):
+    """State with the failed migration ``record`` and its ``error`` appended (the last MAX_FAILURES kept)."""
+    failure = dict({k: record[k] for k in RECORD_FIELDS}, error=str(error))
+    return replace(state, failures=(state.failures + [failure])[-MAX_FAILURES:])
 
 
 def last_migrations(migrations):

@@ -24,6 +24,12 @@ description:
     and reports the domain's state on the source in RV(domain_state_after).
   - After a successful migration the record C({time, vm, uuid, source, destination}) is appended to the
     source's state file (O(state_path)), where M(xen.drs.hypervisor_info) reads it.
+  - A migration that was tried and failed (libvirt refused or aborted it, or reported success while the domain
+    did not run on the destination afterwards) is recorded there too, with its error, as a failure. The
+    domain's C(last_failure) then holds it back from the plans for C(failure_hold) minutes (see
+    P(xen.drs.rebalance_plan#filter)), so a migration that keeps failing (a CPU model the destination lacks, a
+    driver that refuses it) is not tried again every run. A destination that cannot be reached is not
+    recorded; that is the host's trouble, not the domain's.
 author:
   - xen.drs maintainers (@xen-drs)
 extends_documentation_fragment:
@@ -309,7 +315,7 @@ from ansible_collections.xen.drs.plugins.module_utils._libvirt import (
     migrate_flags,
     migrate_params,
 )
-from ansible_collections.xen.drs.plugins.module_utils._state import add_migration, load_state, save_state
+from ansible_collections.xen.drs.plugins.module_utils._state import add_failure, add_migration, load_state, save_state
 
 
 class MigrationFailed(Exception):
@@ -471,6 +477,7 @@ class Migration:
                     domain.migrate3(dconn, typed, flags)
         except LibvirtError as err:
             cause = watchdog.explain(err)
+            self.save_failure(name, uuid, cause)
             raise MigrationFailed(
                 f"migrating {name} from {self.source} to {params['destination']} ({self.destination_uri}) "
                 f"failed: {cause}",
@@ -492,15 +499,30 @@ class Migration:
             on_destination = there is not None and there.isActive()
             on_source = here is not None and here.isActive()
             if not on_destination or on_source:
+                where = (f"{'running' if on_source else 'not running'} on {self.source} and "
+                         f"{'running' if on_destination else 'not running'} on {self.params['destination']}")
+                self.save_failure(name, uuid, f"libvirt reported success, but the domain was {where}")
                 raise MigrationFailed(
-                    f"libvirt reported success, but {name} is "
-                    f"{'running' if on_source else 'not running'} on {self.source} and "
-                    f"{'running' if on_destination else 'not running'} on {self.params['destination']}",
+                    f"libvirt reported success, but {name} is {where}",
                     verified=False, domain_state_after=source_state(self.src, uuid),
                     **self.base_result(name, uuid))
             return completed_job_stats(there) or (completed_job_stats(here) if here is not None else {})
         finally:
             dst.close()
+
+    def save_failure(self, name, uuid, error):
+        """Record a failed migration in the source's state file: hypervisor_info reports it as the domain's
+        last_failure, and the plan holds the domain back for failure_hold minutes instead of retrying it every run."""
+        record = dict(time=round(time.time(), 3), vm=name, uuid=uuid, source=self.source,
+                      destination=self.params["destination"])
+        path = self.params["state_path"]
+        state, warning = load_state(path)
+        if warning:
+            self.module.warn(warning)
+        try:
+            save_state(path, add_failure(state, record, error))
+        except OSError as err:
+            self.module.warn(f"the failure could not be recorded in {path}: {err}")
 
     def save_record(self, record):
         path = self.params["state_path"]

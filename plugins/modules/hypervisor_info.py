@@ -279,6 +279,14 @@ hypervisor:
           type: dict
           returned: when the state file has a migration of this domain
           sample: {time: 1764000000.123, source: hv1, destination: hv2}
+        last_failure:
+          description:
+            - The domain's most recent failed migration from this host, as M(xen.drs.domain_migrate) recorded it in
+              the state file (the last 50 failures are kept); the plan holds the domain back for C(failure_hold)
+              minutes after it.
+          type: dict
+          returned: when the state file has a failed migration of this domain
+          sample: {time: 1764000000.123, destination: hv2, error: "unsupported configuration: guest CPU doesn't match"}
 clock_skew_seconds:
   description:
     - How far the host's clock is ahead of the control node's (negative when behind), within the time the task
@@ -518,7 +526,12 @@ def gather(module):
             module.warn(f"{host.name}: could not record the samples in {params['state_path']}: {err}")
 
     latest = last_migrations(state.migrations)
+    failed = last_migrations(state.failures)
     for domain in domains:
+        if domain["uuid"] in failed:
+            failure = failed[domain["uuid"]]
+            domain["last_failure"] = dict({k: failure[k] for k in ("destination", "error")},
+                                          time=min(failure["time"], taken))
         domain["samples"] = state.domains.get(domain["uuid"], [])
         if domain["uuid"] in latest:
             record = latest[domain["uuid"]]

@@ -30,6 +30,8 @@ class Domain:
     state: str
     last_migration_time: Optional[float] = None
     last_migration_source: Optional[str] = None
+    # its last failed migration: (epoch, destination, error), or None
+    last_failure: Optional[Tuple[float, str, str]] = None
     tags: Tuple[str, ...] = ()
     samples: Tuple[Tuple[float, float], ...] = ()  # (epoch, cores used), oldest first; () when unknown
     forecast: Optional[float] = None  # cores forecast max_over minutes ahead (planner, when predictive)
@@ -169,7 +171,7 @@ def _plain_domain(host_name, data):
         name, uuid, vcpus = data["name"], data["uuid"], data["vcpus"]
         memory_mb, cpu, state = data["memory_mb"], data["cpu"], data["state"]
         optional = (data.get("last_migration") is not None or data.get("tags") is not None
-                    or data.get("samples") is not None)
+                    or data.get("samples") is not None or data.get("last_failure") is not None)
     except (KeyError, TypeError, AttributeError):
         return None
     if (optional or not (isinstance(name, str) and isinstance(uuid, str) and isinstance(state, str))
@@ -196,6 +198,12 @@ def _parse_domain(host_name, index, data):
         _mapping(where, last, "last_migration")
         last_time = _number(_At(where.host, where.domain, "last_migration"), last, "time")
         last_source = last.get("source") if isinstance(last.get("source"), str) else None
+    failure = data.get("last_failure")
+    if failure is not None:
+        _mapping(where, failure, "last_failure")
+        at = _At(where.host, where.domain, "last_failure")
+        failure = (_number(at, failure, "time"), _string(at, failure, "destination"),
+                   str(failure.get("error") or "no error recorded"))
     tags = data.get("tags")
     samples = data.get("samples")
     return Domain(
@@ -208,6 +216,7 @@ def _parse_domain(host_name, index, data):
         state=_string(where, data, "state"),
         last_migration_time=last_time,
         last_migration_source=last_source,
+        last_failure=failure,
         tags=() if tags is None else _string_list(where, tags, "tags"),
         samples=() if samples is None else _parse_samples(where, samples, "samples", "cores")[0],
     )
@@ -522,6 +531,7 @@ POLICY = (
     Knob("max_vm_per_host", None, _knob_count(minimum=1)),
     Knob("max_migrations", 5, _knob_count()),
     Knob("cooldown", 60, _knob_number(minimum=0)),
+    Knob("failure_hold", 240, _knob_number(minimum=0)),
     Knob("memory_reserve_mb", 512, _knob_number(minimum=0)),
     Knob("anti_affinity", [], _knob_groups, lambda groups: [g.export() for g in groups]),
     Knob("pin", {}, _knob_pin, lambda pin: {k: v.export() for k, v in sorted(pin.items())}),

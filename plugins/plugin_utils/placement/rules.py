@@ -3,7 +3,7 @@
 """The hard placement rules, each in one place, and the one home of the numeric tolerance.
 
 Three kinds of rule:
-- MOVABLE: may this domain move at all (exclude, cooldown)? `blocks(domain, policy)` -> reason or None.
+- MOVABLE: may this domain move at all (exclude, cooldown, failure hold)? `blocks(domain, policy)` -> reason or None.
 - PLACE: may this domain go to this host now? `rejects(domain, dest, state, policy)` -> reason or
   None, where `dest` is a state.HostState and `state` the ClusterState (placement of the others).
   `surely_rejects(domain, dest, policy, after)` is an optional cheap bound for the search's fast
@@ -46,7 +46,25 @@ class Cooldown:
         return None
 
 
-MOVABLE = (Exclude, Cooldown)
+class FailureHold:
+    """A domain whose migration failed lately is held back for failure_hold minutes: a migration that keeps
+    failing (a CPU model the destination lacks, a driver that refuses it) is not tried again every run."""
+
+    name = "failure_hold"
+
+    @staticmethod
+    def blocks(domain, policy):
+        if domain.last_failure is None or policy.failure_hold <= 0:
+            return None
+        when, destination, error = domain.last_failure
+        since = (policy.now - when) / 60
+        if since < policy.failure_hold:
+            return (f"held back: its migration to {destination} failed {minutes(max(since, 0))} min ago ({error}), "
+                    f"failure_hold {minutes(policy.failure_hold)} min")
+        return None
+
+
+MOVABLE = (Exclude, Cooldown, FailureHold)
 
 
 class Settled:

@@ -104,6 +104,9 @@ def domains(draw, name):
         domain["last_migration"] = {"time": draw(st.integers(NOW - 7200, NOW + 60)),
                                     "source": draw(st.sampled_from(["hv1", "hv2"]))}
     if draw(st.booleans()):
+        domain["last_failure"] = {"time": draw(st.integers(NOW - 20000, NOW + 60)),
+                                  "destination": draw(st.sampled_from(["hv1", "hv2"])), "error": "refused"}
+    if draw(st.booleans()):
         domain["tags"] = draw(st.lists(st.sampled_from(["db", "web", "gold"]), max_size=2))
     if draw(st.booleans()):
         domain["samples"] = draw(series(domain["cpu"]))
@@ -130,7 +133,7 @@ STRENGTHS = st.sampled_from(["must", "should", "may"])
 KNOB_VALUES = {
     "load_threshold": st.floats(0.05, 1), "max_over": st.integers(0, 30), "max_load_candidate": st.floats(0.05, 1.5),
     "max_vm_per_host": st.none() | st.integers(1, 5), "max_migrations": st.integers(0, 6),
-    "cooldown": st.integers(0, 120), "memory_reserve_mb": st.integers(0, 2048),
+    "cooldown": st.integers(0, 120), "failure_hold": st.integers(0, 300), "memory_reserve_mb": st.integers(0, 2048),
     "anti_affinity": st.lists(st.lists(st.sampled_from(["vm0", "vm1", "vm2"]), min_size=2, max_size=3)
                               | st.fixed_dictionaries({"select": SELECTS}, optional={"strength": STRENGTHS}),
                               max_size=2),

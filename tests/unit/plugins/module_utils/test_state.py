@@ -30,7 +30,7 @@ def test_round_trip_and_directory_mode(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert json.loads(path.read_text()) == {
         "version": 3, "samples": [[1.0, 0.5, 0.25], [2.0, 0.5]], "domains": {"uuid-a": [[1.0, 0.75], [2.0, 1.0]]},
-        "migrations": [record(1.0)], "archive": {}}
+        "migrations": [record(1.0)], "archive": {}, "failures": []}
     assert os.listdir(path.parent) == ["state.json"]  # no temporary file left behind
 
 
@@ -87,7 +87,7 @@ def test_version_1_file_is_read_and_written_back_as_version_3(tmp_path):
     _state.save_state(str(path), state)
     written = json.loads(path.read_text())
     assert written == {"version": 3, "samples": [[100.0, 0.5], [160.0, 0.75], [220.0, 0.25, 0.5]],
-                       "domains": {"uuid-db1": [[220.0, 1.0]]}, "migrations": records, "archive": {}}
+                       "domains": {"uuid-db1": [[220.0, 1.0]]}, "migrations": records, "archive": {}, "failures": []}
     assert _state.load_state(str(path)) == (state, None)
 
 

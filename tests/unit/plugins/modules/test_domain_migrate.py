@@ -181,7 +181,12 @@ def test_failed_migration_names_the_cause_and_the_domain_stays(hosts, tmp_path, 
     assert "migrating web1 from hv1 to hv2" in result["msg"]
     assert result["domain_state_after"] == "running"
     assert names(src) == [("web1", True)] and names(dst) == []
-    assert not (tmp_path / "state.json").exists()
+    # no migration recorded, but the failure is, with its cause: the plan holds the domain back
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["migrations"] == []
+    assert [{k: f[k] for k in ("vm", "uuid", "source", "destination")} for f in state["failures"]] == [
+        {"vm": "web1", "uuid": UUID, "source": "hv1", "destination": "hv2"}]
+    assert cause in state["failures"][0]["error"]
 
 
 def test_timeout_aborts_the_job(hosts, tmp_path, run_module):
@@ -232,6 +237,14 @@ def test_unverified_success_is_a_failure(hosts, tmp_path, run_module):
     result = run_module(domain_migrate, args(tmp_path))
     assert result["failed"] is True and result["verified"] is False
     assert "is running on hv1 and not running on hv2" in result["msg"]
+    failures = json.loads((tmp_path / "state.json").read_text())["failures"]
+    assert [f["error"] for f in failures] == [
+        "libvirt reported success, but the domain was running on hv1 and not running on hv2"]
+
+
+def test_an_unreachable_destination_is_not_the_domains_failure(hosts, tmp_path, run_module):
+    result = run_module(domain_migrate, args(tmp_path, destination_uri="qemu+tcp://10.0.0.9/system"))
+    assert result["failed"] is True and not (tmp_path / "state.json").exists()
 
 
 def test_unreachable_destination_fails_before_migrating(hosts, tmp_path, run_module):

@@ -257,7 +257,7 @@ def test_a_version_1_state_file_keeps_its_samples_and_records_and_becomes_versio
     assert by_name(result)["half"]["last_migration"] == dict(time=now - 600, source="hv2", destination="hv1")
     stored = json.loads(path.read_text())
     assert {k: v for k, v in stored.items() if k != "archive"} == {
-        "version": 3, "samples": samples, "migrations": records,
+        "version": 3, "samples": samples, "migrations": records, "failures": [],
         "domains": {d["uuid"]: d["samples"] for d in result["hypervisor"]["domains"]}}
     # the archive starts with this run: one bucket for the host and each measured domain
     assert stored["archive"]["host"]["load"]["v"] == [samples[-1][1]]

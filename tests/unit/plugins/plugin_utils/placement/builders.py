@@ -52,7 +52,7 @@ def apply_plan(cluster, result, now=NOW):
 # ------------------------------------------------------------------ independent oracle
 
 DEFAULTS = {"load_threshold": 0.75, "max_load_candidate": 0.65, "max_vm_per_host": None, "max_migrations": 5,
-            "cooldown": 60, "memory_reserve_mb": 512, "anti_affinity": [], "pin": {}, "exclude": [],
+            "cooldown": 60, "failure_hold": 240, "memory_reserve_mb": 512, "anti_affinity": [], "pin": {}, "exclude": [],
             "maintenance": [], "memory_threshold": None, "max_memory_candidate": None, "predictive": True,
             "headroom": True, "max_over": 10}
 
@@ -245,6 +245,9 @@ def check_plan(cluster, policy, result, now=NOW):
         last = domain.get("last_migration")
         if last and pol["cooldown"]:
             assert (now - last["time"]) / 60 >= pol["cooldown"], f"{name} moved inside its cooldown"
+        failure = domain.get("last_failure")
+        if failure and pol["failure_hold"]:
+            assert (now - failure["time"]) / 60 >= pol["failure_hold"], f"{name} moved inside its failure hold"
         refused = _refusal(hosts, pol, domain, move["destination"])
         assert refused is None, f"{name} onto {move['destination']} breaks {refused}"
         source["running"].remove(domain)

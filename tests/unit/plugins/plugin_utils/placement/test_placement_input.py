@@ -115,7 +115,8 @@ def test_cluster_and_policy_must_be_containers():
 
 def test_defaults_are_documented_values_and_reported():
     assert DEFAULTS == {"load_threshold": 0.75, "max_over": 10, "max_load_candidate": 0.65,
-                        "max_vm_per_host": None, "max_migrations": 5, "cooldown": 60, "memory_reserve_mb": 512,
+                        "max_vm_per_host": None, "max_migrations": 5, "cooldown": 60, "failure_hold": 240,
+                        "memory_reserve_mb": 512,
                         "anti_affinity": [], "pin": {}, "exclude": [], "maintenance": [], "interval": 5,
                         "engine": "auto", "solver_seconds": 10, "memory_threshold": None,
                         "max_memory_candidate": None, "predictive": True, "headroom": True, "balance": 2, "balance_hold": 15, "tags": {},

@@ -123,6 +123,18 @@ CASES = {
         "cooldown: migrated 12 min ago, cooldown 15 min",
         dict(web1={"last_migration": {"time": NOW - 12 * MIN}}, policy={"cooldown": 10}),
     ),
+    "failure hold": (
+        dict(web1={"last_failure": {"time": NOW - 239 * MIN, "destination": "hv2", "error": "CPU model mismatch"}}),
+        "held back: its migration to hv2 failed 239 min ago (CPU model mismatch), failure_hold 240 min",
+        dict(web1={"last_failure": {"time": NOW - 240 * MIN, "destination": "hv2", "error": "CPU model mismatch"}}),
+    ),
+    "failure hold from policy": (
+        dict(web1={"last_failure": {"time": NOW - 30 * MIN, "destination": "hv2", "error": "refused"}},
+             policy={"failure_hold": 31}),
+        "held back: its migration to hv2 failed 30 min ago (refused), failure_hold 31 min",
+        dict(web1={"last_failure": {"time": NOW - 30 * MIN, "destination": "hv2", "error": "refused"}},
+             policy={"failure_hold": 0}),
+    ),
 }
 
 
