@@ -15,6 +15,10 @@ checked, guests lost, guests running twice).
    plan was made: none of them is touched, each outcome says why.
 5. The hypervisors' state files are truncated, emptied, replaced by garbage and replaced by a directory
    (what root cannot read): a run goes on, warns about each, and leaves readable state files.
+6. The destination's link is cut while a migration is in flight (its switch port set down), then restored.
+7. Two runs start within one second: at most one acts, the other is refused and says why, no lock is left.
+8. A hypervisor answers the lock, then its link is cut before the Gather stage: it is left out and named,
+   the others are planned, and its lock is released once it is back.
 Wall times are printed as figures, not asserted.
 """
 
@@ -76,6 +80,12 @@ def migration_in_flight(lab, host, guests):
         if "Job type:" in info and "None" not in info.split("Job type:")[1].splitlines()[0]:
             return guest
     return None
+
+
+def link(lab, host, state):
+    """Set ``host``'s port on the lab's switch up or down (down: nothing reaches it, nothing leaves it)."""
+    lab_lib_run = ["ip", "-n", lab.netns("sw"), "link", "set", f"{lab.name}-{host}", state]
+    subprocess.run(lab_lib_run, check=True, capture_output=True, text=True)
 
 
 def kill_libvirtd(lab, host):
@@ -257,3 +267,80 @@ def test_damaged_state_files_are_warned_about_and_the_run_goes_on(lab, make_gues
         lab.host_exec("hv2", f"rmdir {STATE_FILE}")
     check_invariant(lab, "state files truncated, emptied, garbage, a directory", before,
                     "each warned about, the run planned, the files written afresh")
+
+
+def test_the_migration_network_cut_mid_migration(lab, make_guests):
+    guest, source, destination = "fk-cut", "hv1", "hv3"
+    make_guests({source: {guest: "idle"}})
+    before = booted(lab, {guest: source})
+    cmd = ["ansible-playbook", "-i", str(lab.inventory_path), str(MIGRATE_PLAYBOOK), "--extra-vars",
+           json.dumps({"vm": guest, "source": source, "destination": destination, "bandwidth_mib": SLOW_MIB,
+                       "migrate_timeout": 20})]
+    proc = popen_ctl(lab, cmd, env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+    try:
+        wait_for(lambda: proc.poll() is None and migration_in_flight(lab, source, [guest]), 240,
+                 f"{guest}'s migration to start")
+        link(lab, destination, "down")
+        started = time.monotonic()
+        moved = migrated_result(proc)
+        print(f"\nlink cut mid-migration: the task ended {time.monotonic() - started:.1f} s later: {moved.get('msg')}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        link(lab, destination, "up")
+    assert moved.get("failed") and "timed out after 20 s" in moved["msg"], moved
+    # the destination's half-received copy goes away once the hosts talk again
+    wait_for(lambda: active_on(lab, guest) == [source], 180, f"{guest} to be active on {source} only")
+    check_invariant(lab, "migration link cut mid-migration, then restored", before,
+                    f"migration aborted at its timeout; {guest} stayed on {source}")
+
+
+def test_two_runs_started_within_one_second(lab, make_guests, tmp_path):
+    make_guests({"hv1": {"fk-twin1": "idle", "fk-twin2": "idle"}})
+    before = booted(lab, {"fk-twin1": "hv1", "fk-twin2": "hv1"})
+    runs = []
+    for index in range(2):
+        runs.append(popen_ctl(lab, evacuate_command(lab, tmp_path / f"run{index}")))
+        time.sleep(0.5)
+    outputs = [flat(run.communicate(timeout=900)[0]) for run in runs]
+    codes = [run.returncode for run in runs]
+    refused = [i for i, output in enumerate(outputs) if "refusing to run" in output]
+    print(f"\ntwo runs 0.5 s apart: exit codes {codes}, refused {refused}")
+    # each run either did the whole evacuation or was refused, naming the other run's lock
+    for index, output in enumerate(outputs):
+        assert codes[index] == 0 or (index in refused and "held by run" in output), output[-3000:]
+    assert codes.count(0) <= 1 or lab.virsh("hv1", "list", "--name").split() == []
+    for host in lab.hypervisors:
+        assert lab.host_exec(host, ["test", "-e", LOCK_FILE], check=False).returncode != 0, f"a lock left on {host}"
+    check_invariant(lab, "two runs started 0.5 s apart", before,
+                    f"exit codes {codes}; {len(refused)} refused")
+
+
+def test_a_host_cut_off_after_the_lock_is_left_out_and_named(lab, make_guests, tmp_path):
+    make_guests({"hv1": {"fk-far": "idle"}})
+    before = booted(lab, {"fk-far": "hv1"})
+    cmd = demo.playbook_command(lab, "rebalance.yml", tmp_path, {"max_migrations": 0}, "--extra-vars",
+                                json.dumps({"xen_drs_sample_seconds": 8, "ansible_ssh_common_args":
+                                            "-o ConnectTimeout=5 -o ServerAliveInterval=2 -o ServerAliveCountMax=2"}))
+    run = popen_ctl(lab, cmd)
+    try:
+        wait_for(lambda: run.poll() is None and all(
+            lab.host_exec(h, ["test", "-e", LOCK_FILE], check=False).returncode == 0 for h in lab.hypervisors),
+            120, "the run to hold every lock")
+        link(lab, "hv3", "down")
+        output = flat(run.communicate(timeout=600)[0])
+    finally:
+        link(lab, "hv3", "up")
+    print(f"\nhv3 cut off after the lock: exit code {run.returncode}")
+    report = demo.newest_report(tmp_path)
+    assert [h["host"] for h in report["left_out"]] == ["hv3"], report["left_out"]
+    assert report["left_out"][0]["reason"].startswith(("unreachable", "not measured")), report["left_out"]
+    assert sorted(h["name"] for h in report["hosts"]) == ["hv1", "hv2"]
+    assert "hv3" in output
+    # hv3's lock stayed behind while it was cut off: the next run takes it over (same control node, run gone)
+    proc = lab.ctl(demo.playbook_command(lab, "rebalance.yml", tmp_path, {"max_migrations": 0}), check=False,
+                   timeout=900)
+    assert proc.returncode == 0, flat(proc.stdout + proc.stderr)[-3000:]
+    for host in lab.hypervisors:
+        assert lab.host_exec(host, ["test", "-e", LOCK_FILE], check=False).returncode != 0, f"a lock left on {host}"
+    check_invariant(lab, "a host cut off after the lock", before, "hv3 left out and named; its lock taken over next run")
