@@ -723,7 +723,9 @@ class Lab:
         """Destroy and undefine a guest wherever it is, and delete its LUN and backing file."""
         for host in self.where(name):
             self.virsh(host, "destroy", name, check=False)  # fails if it is not running: fine
-            self.virsh(host, "undefine", name)
+            # a transient domain is gone once destroyed (a libvirtd killed mid-migration can leave one)
+            if self.host_exec(host, ["virsh", "-c", "qemu:///system", "domstate", name], check=False).returncode == 0:
+                self.virsh(host, "undefine", name)
         guest = self.state()["guests"].get(name)
         if guest:
             self.host_exec("san", ["tgtadm", "--lld", "iscsi", "--mode", "logicalunit", "--op", "delete",
