@@ -169,6 +169,12 @@ def test_a_killed_controller_is_recognised_and_the_next_run_takes_over(lab, make
     placed = check_invariant(lab, "controller killed mid-migration", before,
                              "next run took over the dead run's locks and finished the evacuation")
     assert set(placed.values()) <= {"hv2", "hv3"}
+    # both ends hold each migration's record, also the one the dead run never wrote on the destination
+    # (the next run's Gather stage found it on the source only and wrote it there)
+    for guest, host in placed.items():
+        for end in ("hv1", host):
+            records = json.loads(lab.host_exec(end, ["cat", STATE_FILE]).stdout)["migrations"]
+            assert any(r["vm"] == guest and r["destination"] == host for r in records), (guest, end, records)
     for host in lab.hypervisors:  # the second run released every lock, the dead run's included
         assert lab.host_exec(host, ["test", "-e", LOCK_FILE], check=False).returncode != 0
 
