@@ -20,6 +20,8 @@ checked, guests lost, guests running twice).
 8. A hypervisor answers the lock, then its link is cut during the Gather stage: its task times out
    (xen_drs_host_timeout) instead of holding the run until TCP gives up; it is left out and named, the
    others are planned, and the next run takes over the lock it kept.
+9. The control node's report directory cannot be made (a file in its way), or its disk is full: the run
+   unlocks every host, then fails naming the directory and why.
 Wall times are printed as figures, not asserted.
 """
 
@@ -357,3 +359,28 @@ def test_a_host_cut_off_after_the_lock_is_left_out_and_named(lab, make_guests, t
     for host in lab.hypervisors:
         assert lab.host_exec(host, ["test", "-e", LOCK_FILE], check=False).returncode != 0, f"a lock left on {host}"
     check_invariant(lab, "a host cut off after the lock", before, "hv3 left out and named; its lock taken over next run")
+
+
+def test_a_report_directory_that_cannot_take_the_reports(lab, make_guests, tmp_path):
+    make_guests({"hv1": {"fk-report": "idle"}})
+    before = booted(lab, {"fk-report": "hv1"})
+    (tmp_path / "a-file").write_text("")
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True)
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={full / 'filler'}", "bs=4k"], capture_output=True, check=False)
+        for report_dir, cause in ((tmp_path / "a-file" / "reports", "Not a directory"), (full, "No space left")):
+            proc = lab.ctl(demo.playbook_command(lab, "rebalance.yml", report_dir, {"max_migrations": 0}),
+                           check=False, timeout=900)
+            output = flat(proc.stdout + proc.stderr)
+            print(f"\nreport directory {report_dir}: exit code {proc.returncode}")
+            assert proc.returncode != 0
+            assert f"the reports could not be written to {report_dir}" in output and cause in output, output[-3000:]
+            assert "(what the run did is printed above)" in output
+            for host in lab.hypervisors:  # the run unlocked before it failed
+                assert lab.host_exec(host, ["test", "-e", LOCK_FILE], check=False).returncode != 0
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
+    check_invariant(lab, "report directory not a directory, or its disk full", before,
+                    "every host unlocked; the run failed naming the directory and the cause")
