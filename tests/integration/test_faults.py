@@ -367,9 +367,10 @@ def test_a_report_directory_that_cannot_take_the_reports(lab, make_guests, tmp_p
     (tmp_path / "a-file").write_text("")
     full = tmp_path / "full"
     full.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True)
+    # a small file system, full, where the controller (its own mount namespace) writes the reports
+    lab.ctl(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)])
     try:
-        subprocess.run(["dd", "if=/dev/zero", f"of={full / 'filler'}", "bs=4k"], capture_output=True, check=False)
+        lab.ctl(["dd", "if=/dev/zero", f"of={full / 'filler'}", "bs=4k"], check=False)
         for report_dir, cause in ((tmp_path / "a-file" / "reports", "Not a directory"), (full, "No space left")):
             proc = lab.ctl(demo.playbook_command(lab, "rebalance.yml", report_dir, {"max_migrations": 0}),
                            check=False, timeout=900)
@@ -381,6 +382,6 @@ def test_a_report_directory_that_cannot_take_the_reports(lab, make_guests, tmp_p
             for host in lab.hypervisors:  # the run unlocked before it failed
                 assert lab.host_exec(host, ["test", "-e", LOCK_FILE], check=False).returncode != 0
     finally:
-        subprocess.run(["umount", str(full)], check=False)
+        lab.ctl(["umount", str(full)], check=False)
     check_invariant(lab, "report directory not a directory, or its disk full", before,
                     "every host unlocked; the run failed naming the directory and the cause")
