@@ -57,7 +57,7 @@ JUNK = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dict
 def deep(depth):
     """A value nested `depth` lists deep."""
     value = 1
-    for _ in range(depth):
+    for _level in range(depth):
         value = [value]
     return value
 
@@ -84,7 +84,7 @@ def corrupt(draw, value):
 
 def corrupted(draw, value, most=2):
     """Half the time the value as it is, else with up to `most` corruptions."""
-    for _ in range(draw(st.integers(0, most)) if draw(st.booleans()) else 0):
+    for _round in range(draw(st.integers(0, most)) if draw(st.booleans()) else 0):
         value = corrupt(draw, value)
     return value
 

@@ -415,8 +415,8 @@ def test_the_archive_keeps_the_host_size_and_a_departed_domain(host, tmp_path, r
 
 
 @pytest.mark.parametrize("offset, word", [(600, "behind"), (-900, "ahead of")])
-def test_a_host_clock_minutes_off_the_controllers_is_named_and_its_samples_shifted(host, tmp_path, run_module,
-                                                                                    offset, word):
+def test_a_host_clock_minutes_off_the_controllers_is_named_and_its_samples_shifted(
+        host, tmp_path, run_module, offset, word):
     earlier = time.time() - 300
     (tmp_path / "state.json").write_text(json.dumps({"version": 3, "samples": [[earlier, 0.5]],
                                                      "domains": {BUSY: [[earlier, 1.0]]}, "migrations": []}))
