@@ -86,6 +86,6 @@ def pytest_terminal_summary(terminalreporter):
     write("")
     write(f"fault table: {len(rows)} fault(s) injected, {sum(r.guests_checked for r in rows)} guest(s) checked, "
           f"{sum(r.lost for r in rows)} lost (must be 0), {sum(r.twice for r in rows)} running twice (must be 0)")
-    write(f"  {'FAULT':52} {'GUESTS':>6} {'LOST':>4} {'TWICE':>5}  OUTCOME")
+    write(f"  {'FAULT':58} {'GUESTS':>6} {'LOST':>4} {'TWICE':>5}  OUTCOME")
     for row in rows:
-        write(f"  {row.fault:52} {row.guests_checked:>6} {row.lost:>4} {row.twice:>5}  {row.outcome}")
+        write(f"  {row.fault:58} {row.guests_checked:>6} {row.lost:>4} {row.twice:>5}  {row.outcome}")
