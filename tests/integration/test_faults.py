@@ -104,6 +104,9 @@ def check_invariant(lab, fault, before, outcome, not_running=()):
     in ``not_running``, ticks on there past its tick from before, without a reboot; every state file
     reads. Records the fault table's row; returns {guest: host}."""
     where = {g: active_on(lab, g) for g in before}
+    if any(len(hosts) != 1 for hosts in where.values()):  # say what every host's libvirt sees, for the failure
+        for host in lab.hypervisors:
+            print(f"{host}: {lab.virsh(host, 'list', '--all', check=False).strip()}")
     row = FaultRow(fault, len(before), sum(1 for hosts in where.values() if not hosts),
                    sum(1 for hosts in where.values() if len(hosts) > 1), outcome)
     FAULT_TABLE.append(row)
