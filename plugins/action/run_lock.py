@@ -21,6 +21,7 @@ from ansible.utils.display import Display
 display = Display()
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
+MACHINE_ID = "/etc/machine-id"
 
 
 def process_start(pid, proc="/proc"):  # proc: another /proc, for tests
@@ -34,25 +35,38 @@ def process_start(pid, proc="/proc"):  # proc: another /proc, for tests
     return int(stat[stat.rindex(")") + 2:].split()[19])
 
 
+def _read(path):
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
+
+
 def this_controller():
-    """The ansible-playbook process: the parent of this worker process (ansible forks one per task)."""
-    with open(BOOT_ID, encoding="utf-8") as handle:
-        boot_id = handle.read().strip()
+    """The ansible-playbook process (the parent of this worker process: ansible forks one per task), and
+    the machine and PID namespace it runs in; None where /proc cannot tell (then only the ttl applies)."""
     pid = os.getppid()
-    return {"host": socket.gethostname(), "boot_id": boot_id, "pid": pid, "start": process_start(pid)}
+    try:
+        return {"host": socket.gethostname(), "machine_id": _read(MACHINE_ID), "boot_id": _read(BOOT_ID),
+                "pid_ns": os.stat("/proc/self/ns/pid").st_ino, "pid": pid, "start": process_start(pid)}
+    except OSError:
+        return None
 
 
 def gone(holder, mine):
     """Why the run that holds ``holder`` is certainly dead, or None when it is alive or cannot be checked.
 
-    Only a run of this control node can be checked: same host name, and either another boot (every
-    process of the earlier boot is gone) or no process with its pid and start time.
+    Only a run of this control node can be checked: the same machine (host name and machine id, so a
+    clone with the same name is not mistaken for it) and, in the same boot, the same PID namespace (so a
+    container's processes are not judged from another's); then either another boot (every process of the
+    earlier boot is gone) or no process with its pid and start time.
     """
     theirs = holder.get("controller") if isinstance(holder, dict) else None
-    if not isinstance(theirs, dict) or theirs.get("host") != mine["host"] or not holder.get("owner"):
+    if (not isinstance(theirs, dict) or not holder.get("owner") or theirs.get("host") != mine["host"]
+            or theirs.get("machine_id") != mine["machine_id"]):
         return None
     if theirs.get("boot_id") != mine["boot_id"]:
         return f"run {holder['owner']} was started on {mine['host']} before its last reboot"
+    if theirs.get("pid_ns") != mine["pid_ns"]:
+        return None
     if process_start(theirs.get("pid")) != theirs.get("start"):
         return f"run {holder['owner']}'s ansible-playbook (pid {theirs.get('pid')} on {mine['host']}) is no longer running"
     return None
@@ -65,7 +79,9 @@ class ActionModule(ActionBase):
         super().run(tmp, task_vars)
         args = dict(self._task.args)
         if args.get("state", "acquired") == "acquired" and not args.get("controller"):
-            args["controller"] = this_controller()
+            controller = this_controller()
+            if controller is not None:
+                args["controller"] = controller
         result = self._execute_module(module_name="xen.drs.run_lock", module_args=args, task_vars=task_vars)
         holder = result.get("holder")
         if result.get("failed") and holder and args.get("controller") and not args.get("take_over"):

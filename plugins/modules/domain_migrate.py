@@ -28,8 +28,9 @@ description:
     did not run on the destination afterwards) is recorded there too, with its error, as a failure. The
     domain's C(last_failure) then holds it back from the plans for C(failure_hold) minutes (see
     P(xen.drs.rebalance_plan#filter)), so a migration that keeps failing (a CPU model the destination lacks, a
-    driver that refuses it) is not tried again every run. A destination that cannot be reached is not
-    recorded; that is the host's trouble, not the domain's.
+    driver that refuses it) is not tried again every run. A destination that cannot be reached before the
+    migration starts is not recorded; that is the host's trouble, not the domain's. A connection lost during the
+    migration (a libvirtd killed, a link cut) is recorded like any other failure.
 author:
   - xen.drs maintainers (@xen-drs)
 extends_documentation_fragment:

@@ -537,7 +537,8 @@ def gather(module):
             record = latest[domain["uuid"]]
             domain["last_migration"] = dict({k: record[k] for k in ("source", "destination")},
                                             time=min(record["time"], taken))  # a record from the future: now
-    migrations = [r for r in state.migrations
+    # a record from this host's future counts as made now, here as in last_migration (the plan merges both)
+    migrations = [dict(r, time=min(r["time"], taken)) for r in state.migrations
                   if host.name in (r["source"], r["destination"]) and r["time"] >= taken - history_seconds]
     # The planner's capacity is what guests can use, so it predicts the same load the samples record.
     samples = state.samples

@@ -74,10 +74,16 @@ options:
         description: The control node's host name.
         type: str
         required: true
+      machine_id:
+        description: The control node's machine id (C(/etc/machine-id)).
+        type: str
       boot_id:
         description: The control node's boot id (C(/proc/sys/kernel/random/boot_id)).
         type: str
         required: true
+      pid_ns:
+        description: The inode of the PID namespace C(ansible-playbook) runs in (C(/proc/self/ns/pid)).
+        type: int
       pid:
         description: The process id of C(ansible-playbook).
         type: int
@@ -141,7 +147,8 @@ lock:
     runner: awx job 42
     host: hv1
     pid: 31337
-    controller: {host: ctl1, boot_id: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0, pid: 4100, start: 981234}
+    controller: {host: ctl1, machine_id: 5b2c0f6e9d8a4e1f8c7b6a5d4e3f2a1b, boot_id: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0,
+                 pid_ns: 4026531836, pid: 4100, start: 981234}
     time: 1764087300.5
     renewed: 1764087300.5
     expires: 1764089100.5
@@ -331,7 +338,9 @@ def main():
             "runner": {"type": "str"},
             "controller": {"type": "dict", "options": {
                 "host": {"type": "str", "required": True},
+                "machine_id": {"type": "str"},
                 "boot_id": {"type": "str", "required": True},
+                "pid_ns": {"type": "int"},
                 "pid": {"type": "int", "required": True},
                 "start": {"type": "int", "required": True},
             }},

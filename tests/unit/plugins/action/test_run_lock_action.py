@@ -17,7 +17,10 @@ import pytest
 from ansible_collections.xen.drs.plugins.action import run_lock
 
 BOOT_ID = open(run_lock.BOOT_ID, encoding="utf-8").read().strip()
-MINE = {"host": socket.gethostname(), "boot_id": BOOT_ID, "pid": os.getpid(), "start": run_lock.process_start(os.getpid())}
+MACHINE_ID = open(run_lock.MACHINE_ID, encoding="utf-8").read().strip()
+PID_NS = os.stat("/proc/self/ns/pid").st_ino
+MINE = {"host": socket.gethostname(), "machine_id": MACHINE_ID, "boot_id": BOOT_ID, "pid_ns": PID_NS,
+        "pid": os.getpid(), "start": run_lock.process_start(os.getpid())}
 
 
 def dead_process():
@@ -35,8 +38,7 @@ def holder(**controller):
 
 def test_this_controller_is_the_parent_process():
     me = run_lock.this_controller()
-    assert me == {"host": socket.gethostname(), "boot_id": BOOT_ID, "pid": os.getppid(),
-                  "start": run_lock.process_start(os.getppid())}
+    assert me == dict(MINE, pid=os.getppid(), start=run_lock.process_start(os.getppid()))
     assert isinstance(me["start"], int) and me["start"] > 0
 
 
@@ -63,12 +65,20 @@ def test_a_reused_pid_is_not_the_run():
     assert "no longer running" in run_lock.gone(holder(start=MINE["start"] - 1), MINE)
 
 
+def test_without_proc_the_controller_is_unknown_and_only_the_ttl_applies(monkeypatch):
+    monkeypatch.setattr(run_lock, "BOOT_ID", "/nonexistent/boot_id")
+    assert run_lock.this_controller() is None
+
+
 def test_a_run_from_before_the_last_reboot_is_gone():
     assert "before its last reboot" in run_lock.gone(holder(boot_id="another-boot"), MINE)
 
 
 @pytest.mark.parametrize("lock", [
     holder(host="ctl2"),                       # another control node: its processes cannot be seen
+    holder(pid=1, start=0, machine_id="a-clone-with-the-same-name"),  # same host name, another machine
+    holder(pid=1, start=0, pid_ns=PID_NS + 1),  # another container on this machine: its own PID namespace
+    {"owner": "run-1", "controller": {k: v for k, v in MINE.items() if k != "machine_id"}},  # no machine id
     {"owner": "run-1"},                        # a lock of the previous release, without a controller
     {"owner": None, "controller": None},       # an unreadable lock
     {"owner": "run-1", "controller": "ctl1"},  # a damaged one

@@ -451,3 +451,5 @@ def test_samples_from_the_future_are_dropped_and_a_future_record_counts_as_now(h
     busy = by_name(result)["busy"]
     assert [s[1] for s in busy["samples"]] == [1.0]
     assert now - 1 <= busy["last_migration"]["time"] <= time.time()  # its cooldown starts now, not in an hour
+    # the records the plan merges across hosts say the same (reconcile_records keeps the newest time)
+    assert [r["time"] for r in result["migrations"]] == [busy["last_migration"]["time"]]

@@ -82,7 +82,7 @@ def test_same_owner_acquiring_again_renews_the_expiry_time(tmp_path, lock_path):
         {k: v for k, v in first.items() if k not in ("renewed", "expires")}
 
 
-CONTROLLER = {"host": "ctl1", "boot_id": "b00t", "pid": 4100, "start": 981234}
+CONTROLLER = {"host": "ctl1", "machine_id": "m4ch1ne", "boot_id": "b00t", "pid_ns": 4026531836, "pid": 4100, "start": 981234}
 
 
 def test_the_controller_is_kept_in_the_lock_and_named_when_refused(tmp_path, lock_path):
