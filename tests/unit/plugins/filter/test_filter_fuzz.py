@@ -190,6 +190,13 @@ def assert_plan(cluster, policy, result):
     for move in result["migrations"]:
         assert move["source"] in hosts and move["destination"] in hosts and move["source"] != move["destination"]
         assert (move["source"], move["vm"]) in running, move
+        # the plan's own policy holds: no move inside a cooldown or a failure hold
+        moving = next(d for h in cluster if h["name"] == move["source"] for d in h["domains"]
+                      if d["name"] == move["vm"] and d["state"] == "running")
+        policy_now = result["policy"]["now"]
+        for key, knob in (("last_migration", "cooldown"), ("last_failure", "failure_hold")):
+            if moving.get(key) and result["policy"][knob]:
+                assert (policy_now - moving[key]["time"]) / 60 >= result["policy"][knob], (move, key)
         assert move["vm"] not in moved
         moved.add(move["vm"])
         assert isinstance(move["reason"], str) and move["reason"]
