@@ -426,9 +426,8 @@ class Migration:
                         msg=f"would migrate {name} from {self.source} to {self.params['destination']}")
         elapsed = self.migrate(domain, name, uuid)
         job = self.verify(name, uuid)
-        record = dict(time=round(time.time(), 3), vm=name, uuid=uuid, source=self.source,
-                      destination=self.params["destination"])
-        self.save_record(record)
+        record = self.new_record(name, uuid)
+        self.update_state(lambda state: add_migration(state, record)[0], "migration done, but it could not be recorded")
         return dict(result, changed=True, diff=self.diff(), job=job, elapsed_seconds=round(elapsed, 3),
                     verified=True, record=record)
 
@@ -511,30 +510,28 @@ class Migration:
         finally:
             dst.close()
 
+    def new_record(self, name, uuid):
+        """The record of a migration of this domain from this source to this destination, made now."""
+        return dict(time=round(time.time(), 3), vm=name, uuid=uuid, source=self.source,
+                    destination=self.params["destination"])
+
     def save_failure(self, name, uuid, error):
         """Record a failed migration in the source's state file: hypervisor_info reports it as the domain's
         last_failure, and the plan holds the domain back for failure_hold minutes instead of retrying it every run."""
-        record = dict(time=round(time.time(), 3), vm=name, uuid=uuid, source=self.source,
-                      destination=self.params["destination"])
-        path = self.params["state_path"]
-        state, warning = load_state(path)
-        if warning:
-            self.module.warn(warning)
-        try:
-            save_state(path, add_failure(state, record, error))
-        except OSError as err:
-            self.module.warn(f"the failure could not be recorded in {path}: {err}")
+        record = self.new_record(name, uuid)
+        self.update_state(lambda state: add_failure(state, record, error), "the failure could not be recorded")
 
-    def save_record(self, record):
+    def update_state(self, change, not_saved):
+        """Apply ``change`` to the source's state file; a file that cannot be written is a warning
+        starting with ``not_saved``."""
         path = self.params["state_path"]
         state, warning = load_state(path)
         if warning:
             self.module.warn(warning)
-        state, _new = add_migration(state, record)
         try:
-            save_state(path, state)
+            save_state(path, change(state))
         except OSError as err:
-            self.module.warn(f"migration done, but it could not be recorded in {path}: {err}")
+            self.module.warn(f"{not_saved} in {path}: {err}")
 
 
 def run(module):
