@@ -34,6 +34,18 @@ class Hang(Exception):
     pass
 
 
+def result_or_filter_error(name, function, *args):
+    """``function(*args)``, or None when it raised the AnsibleFilterError of filter ``name``; any other
+    exception, or no answer within HANG_SECONDS, fails the example."""
+    try:
+        with no_hang():
+            return function(*args)
+    except AnsibleFilterError as error:
+        assert str(error).startswith(f"{name}: ")
+        event("a filter error")
+        return None
+
+
 @contextlib.contextmanager
 def no_hang():
     def alarm(_signum, _frame):
@@ -214,12 +226,8 @@ def test_odd_shapes_are_filter_errors(cluster):
 @SETTINGS
 @given(clusters(), policies())
 def test_rebalance_plan_returns_a_plan_or_a_filter_error(cluster, policy):
-    try:
-        with no_hang():
-            result = rebalance_plan(cluster, policy)
-    except AnsibleFilterError as error:
-        assert str(error).startswith("rebalance_plan: ")
-        event("a filter error")
+    result = result_or_filter_error("rebalance_plan", rebalance_plan, cluster, policy)
+    if result is None:
         return
     event(f"a plan with {min(len(result['migrations']), 2)}{'+' if len(result['migrations']) >= 2 else ''} migrations")
     assert_plan(cluster, policy, result)
@@ -239,12 +247,8 @@ def migrations(draw):
 @SETTINGS
 @given(migrations(), st.integers(1, 4) | JUNK)
 def test_migration_waves_returns_waves_or_a_filter_error(moves, parallel):
-    try:
-        with no_hang():
-            waves = migration_waves(moves, parallel)
-    except AnsibleFilterError as error:
-        assert str(error).startswith("migration_waves: ")
-        event("a filter error")
+    waves = result_or_filter_error("migration_waves", migration_waves, moves, parallel)
+    if waves is None:
         return
     event("waves")
     assert sorted(id(m) for wave in waves for m in wave) == sorted(id(m) for m in moves)
