@@ -40,8 +40,9 @@ import pytest
 
 import rebalance_demo as demo
 from conftest import task_results
-from test_make_room import migrate_waves, move
-from test_modules import boots, ticks, wait_for
+from test_make_room import booted, migrate_waves, move
+from test_modules import boots, running_on, wait_for
+from test_rebalance import ticks
 
 STATE_FILE = "/var/lib/xen-drs/state.json"
 LOCK_FILE = "/run/xen-drs/rebalance.lock"
@@ -61,20 +62,6 @@ class FaultRow:
 
 
 FAULT_TABLE: list[FaultRow] = []
-
-
-def active_on(lab, guest):
-    """Hypervisors whose libvirt lists the guest as active (running or paused)."""
-    return [h for h in lab.hypervisors if guest in lab.virsh(h, "list", "--name").split()]
-
-
-def last_tick(lab, host, guest):
-    found = ticks(lab.console(host, guest))
-    return found[-1] if found else 0
-
-
-def booted(lab, placed):
-    return {g: wait_for(lambda g=g, h=h: last_tick(lab, h, g), 300, f"{g} to boot") for g, h in placed.items()}
 
 
 def migration_in_flight(lab, host, guests):
@@ -103,7 +90,7 @@ def check_invariant(lab, fault, before, outcome, not_running=()):
     """Every guest of ``before`` ({guest: last tick}) is active on exactly one host and, unless it is
     in ``not_running``, ticks on there past its tick from before, without a reboot; every state file
     reads. Records the fault table's row; returns {guest: host}."""
-    where = {g: active_on(lab, g) for g in before}
+    where = {g: running_on(lab, g) for g in before}
     if any(len(hosts) != 1 for hosts in where.values()):  # say what every host's libvirt sees, for the failure
         for host in lab.hypervisors:
             print(f"{host}: {lab.virsh(host, 'list', '--all', check=False).strip()}")
@@ -115,7 +102,7 @@ def check_invariant(lab, fault, before, outcome, not_running=()):
     for guest, host in placed.items():
         if guest in not_running:
             continue
-        wait_for(lambda g=guest, h=host: last_tick(lab, h, g) > before[g], 60, f"{guest} to tick on {host}")
+        wait_for(lambda g=guest, h=host: ticks(lab, h, g) > before[g], 60, f"{guest} to tick on {host}")
         # the tick counter goes on where it was: a reboot would start it again from 1 and print its banner
         assert boots(lab.console(host, guest)) <= 1
         assert "running" in lab.virsh(host, "domstate", guest)
@@ -217,10 +204,10 @@ def test_libvirtd_killed_during_a_migration(lab, make_guests, victim):
             os.killpg(proc.pid, signal.SIGKILL)
         lab.start_libvirtd(host)
     # libvirt reconnects to its guests when it starts again, and cleans up the broken migration
-    wait_for(lambda: len(active_on(lab, guest)) == 1, 120, f"{guest} to be active on one host only")
+    wait_for(lambda: len(running_on(lab, guest)) == 1, 120, f"{guest} to be active on one host only")
     placed = check_invariant(lab, f"{victim} libvirtd killed mid-migration", before,
                              f"migration {'failed' if moved.get('failed') else 'succeeded'}; {guest} on "
-                             f"{active_on(lab, guest)[0]}")
+                             f"{running_on(lab, guest)[0]}")
     persistent = re.search(r"^Persistent:\s+(\S+)", lab.virsh(placed[guest], "dominfo", guest), re.MULTILINE)
     print(f"{guest} on {placed[guest]} after the fault, persistent: {persistent.group(1) if persistent else '?'}")
     if moved.get("failed"):
@@ -306,7 +293,7 @@ def test_the_migration_network_cut_mid_migration(lab, make_guests):
         link(lab, destination, "up")
     assert moved.get("failed") and "timed out after 20 s" in moved["msg"], moved
     # the destination's half-received copy goes away once the hosts talk again
-    wait_for(lambda: active_on(lab, guest) == [source], 180, f"{guest} to be active on {source} only")
+    wait_for(lambda: running_on(lab, guest) == [source], 180, f"{guest} to be active on {source} only")
     check_invariant(lab, "migration link cut mid-migration, then restored", before,
                     f"migration aborted at its timeout; {guest} stayed on {source}")
 

@@ -64,7 +64,7 @@ def boots(console):
 
 
 def running_on(lab, guest):
-    """Hypervisors where libvirt says the guest is running."""
+    """Hypervisors where libvirt lists the guest as active (running, or paused)."""
     return [h for h in lab.hypervisors if guest in lab.virsh(h, "list", "--name").split()]
 
 
