@@ -7,7 +7,9 @@ machine's load). In order:
    run's JSON report's;
 2. playbooks/export_history.yml collects the hypervisors' history into one file without changing
    any file on them: the hosts' real sizes, the guest's archived load, the shadow run;
-3. playbooks/whatif.yml replays that export with the hosts' real sizes and shows its shadow log.
+3. playbooks/whatif.yml replays that export with the hosts' real sizes and shows its shadow log;
+4. headless chromium opens that whatif.html: the shadow table shows the run's move, with no console error
+   and no network request.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import rebalance_demo as demo
+from test_whatif import OUTPUT, assert_clean, needs_chromium, open_in_browser
 
 # the units' small Prometheus text parser (a plain module there; not importable as a package here)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "plugins" / "modules"))
@@ -117,13 +120,27 @@ def test_the_metrics_file_holds_the_reports_figures(shadow_run):  # pylint: disa
     assert value(samples, "xen_drs_run_duration_seconds", **mode) == report["figures"]["wall_seconds"] > 0
 
 
-def test_export_collects_the_history_read_only_and_whatif_replays_it(lab, shadow_run, tmp_path):  # pylint: disable=redefined-outer-name
-    report = shadow_run["report"]
-    export_file = tmp_path / "history.json"
+@pytest.fixture(scope="module")
+def exported(lab, shadow_run, tmp_path_factory):  # pylint: disable=redefined-outer-name
+    """export_history.yml over the lab (with the files' digests before and after), then whatif.yml on the export."""
+    work = tmp_path_factory.mktemp("export")
+    export_file = work / "history.json"
     before = digests(lab)
-    output = run(lab, "export_history.yml", tmp_path, xen_drs_export_file=str(export_file))
-    assert digests(lab) == before, "the export changed a file on a hypervisor"
-    assert "shadow run(s)" in output
+    output = run(lab, "export_history.yml", work, xen_drs_export_file=str(export_file))
+    after = digests(lab)
+    whatif_dir = work / "whatif"
+    cmd = ["ansible-playbook", "-i", "localhost,", str(demo.PLAYBOOKS / "whatif.yml"), "--extra-vars", json.dumps(
+        {"xen_drs_whatif_trace": str(export_file), "xen_drs_whatif_report_dir": str(whatif_dir),
+         "xen_drs_policy": {"max_migrations": 2}})]
+    proc = lab.ctl(cmd, check=False, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return {"file": export_file, "output": output, "unchanged": before == after, "whatif": whatif_dir}
+
+
+def test_export_collects_the_history_read_only_and_whatif_replays_it(shadow_run, exported):  # pylint: disable=redefined-outer-name
+    report, export_file = shadow_run["report"], exported["file"]
+    assert exported["unchanged"], "the export changed a file on a hypervisor"
+    assert "shadow run(s)" in exported["output"]
     export = json.loads(export_file.read_text())
     assert export["format"] == "xen.drs.history" and export["problems"] == []
     sizes = {h["name"]: (h["cpus"], h["memory_mb"]) for h in export["hosts"]}
@@ -133,12 +150,7 @@ def test_export_collects_the_history_read_only_and_whatif_replays_it(lab, shadow
     assert "hv1" in guest["history"] and guest["history"]["hv1"]["v"][-1] is not None
     assert report["run_id"] in {e["run_id"] for e in export["shadow"]}
 
-    whatif_dir = tmp_path / "whatif"
-    cmd = ["ansible-playbook", "-i", "localhost,", str(demo.PLAYBOOKS / "whatif.yml"), "--extra-vars", json.dumps(
-        {"xen_drs_whatif_trace": str(export_file), "xen_drs_whatif_report_dir": str(whatif_dir),
-         "xen_drs_policy": {"max_migrations": 2}})]
-    proc = lab.ctl(cmd, check=False, timeout=300)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    whatif_dir = exported["whatif"]
     whatif = json.loads((whatif_dir / "whatif.json").read_text())
     assert {h["name"]: (h["cpus"], h["memory_mb"]) for h in whatif["scenario"]["hosts"]} == sizes
     assert whatif["trace"]["vms"] == len(export["domains"])
@@ -147,3 +159,19 @@ def test_export_collects_the_history_read_only_and_whatif_replays_it(lab, shadow
     assert "What it would have done" in html and report["migrations"][0]["reason"].split(" ")[0] in html
     print(f"export: {export_file.stat().st_size} bytes, {len(export['domains'])} domain(s), "
           f"{len(export['shadow'])} shadow run(s); replay {whatif['scenario']['steps']} step(s)")
+
+
+@needs_chromium
+def test_the_shadow_log_shows_in_a_browser(shadow_run, exported):  # pylint: disable=redefined-outer-name
+    """whatif.html of the lab's own export, opened in headless chromium: the shadow table shows this run's move."""
+    report = shadow_run["report"]
+    findings = open_in_browser(exported["whatif"] / "whatif.html", OUTPUT / "whatif-shadow.png")
+    assert_clean(findings)
+    shadow = [t for t in findings["tables"] if t["cls"] == "shadow"]
+    assert len(shadow) == 1 and shadow[0]["width"] >= 400 and shadow[0]["height"] >= 40, shadow
+    rows = shadow[0]["rows"]
+    move = report["migrations"][0]
+    mine = [row for row in rows if report["run_id"] in row]
+    assert len(mine) == 1, rows
+    assert f"{move['vm']} {move['source']} \u2192 {move['destination']}: {move['reason']}" in mine[0], mine[0]
+    assert all(f"{host['name']} {host['load']:.2f}" in mine[0] for host in report["hosts"]), mine[0]

@@ -200,9 +200,14 @@ PROBE_TAIL = """<script>window.addEventListener("load", function () {
     return {tag: el.tagName.toLowerCase(), cls: el.getAttribute("class"), id: el.id, width: box.width, height: box.height,
             drawn: el.dataset ? el.dataset.drawn || null : null, inked: inked, children: el.childElementCount};
   });
+  var tables = Array.prototype.map.call(document.querySelectorAll("table"), function (el) {
+    var box = el.getBoundingClientRect();
+    return {cls: el.getAttribute("class"), width: box.width, height: box.height,
+            rows: Array.prototype.map.call(el.rows, function (row) { return row.innerText; })};
+  });
   var probe = document.createElement("pre");
   probe.id = "xen-drs-probe";
-  probe.textContent = JSON.stringify({errors: window.__xenDrsErrors, plots: plots,
+  probe.textContent = JSON.stringify({errors: window.__xenDrsErrors, plots: plots, tables: tables,
     requests: performance.getEntriesByType("resource").map(function (r) { return r.name; }),
     height: Math.ceil(document.body.getBoundingClientRect().bottom + window.scrollY)});
   document.body.appendChild(probe);
