@@ -350,6 +350,17 @@ def save_state(path, state):
     write_atomically(path, lambda handle: json.dump(payload, handle, separators=(",", ":")), prefix=".state-")
 
 
+def file_mode(text, field="mode"):
+    """Octal permissions such as "0644" as an int; ValueError naming ``field`` and the value otherwise."""
+    try:
+        mode = int(text, 8)
+    except (TypeError, ValueError):
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"{field} must be octal permissions such as 0644, got {text!r}")
+    return mode
+
+
 def write_atomically(path, write, prefix=".xen-drs-", mode=None):
     """Call ``write(handle)`` on a temporary file beside ``path``, fsync it and rename it to ``path``.
 

@@ -85,17 +85,7 @@ metrics:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.xen.drs.plugins.module_utils._metrics import metrics_text
-from ansible_collections.xen.drs.plugins.module_utils._state import write_atomically
-
-
-def file_mode(text):
-    try:
-        mode = int(text, 8)
-    except (TypeError, ValueError):
-        mode = -1
-    if not 0 <= mode <= 0o777:
-        raise ValueError(f"mode must be octal permissions such as 0644, got {text!r}")
-    return mode
+from ansible_collections.xen.drs.plugins.module_utils._state import file_mode, write_atomically
 
 
 def write_metrics(module):
