@@ -18,14 +18,17 @@ _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
 def is_address(text):
-    """An IPv4 or IPv6 address or an RFC 1123 host name."""
+    """An IPv4 or IPv6 address or an RFC 1123 host name whose last label is not all digits."""
     try:
         ipaddress.ip_address(text)
         return True
     except ValueError:
         pass
     name = text[:-1] if text.endswith(".") else text
-    return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split("."))
+    labels = name.split(".")
+    # an all-digit last label is no host name (RFC 3696 2): 10.1.0.300 is a mistyped address
+    return (0 < len(name) <= 253 and all(_LABEL.match(label) for label in labels)
+            and not labels[-1].isdigit())
 
 
 def parse(text, path, hosts):
