@@ -85,3 +85,68 @@ def test_a_run_from_before_the_last_reboot_is_gone():
 ])
 def test_what_cannot_be_checked_is_not_gone(lock):
     assert run_lock.gone(lock, MINE) is None
+
+
+# ------------------------------------------------------------------ ActionModule.run, with the module stubbed
+
+
+class Plugin(run_lock.ActionModule):
+    """The action plugin with the module's answers given in advance and its calls recorded."""
+
+    def __init__(self, args, answers):  # pylint: disable=super-init-not-called
+        self._task = type("Task", (), {"args": args})()
+        self.answers, self.calls = list(answers), []
+
+    def _execute_module(self, module_name=None, module_args=None, task_vars=None, **_kwargs):
+        self.calls.append((module_name, dict(module_args)))
+        return dict(self.answers.pop(0))
+
+
+@pytest.fixture
+def action(monkeypatch):
+    monkeypatch.setattr(run_lock.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    monkeypatch.setattr(run_lock, "this_controller", lambda: dict(MINE))
+    warnings = []
+    monkeypatch.setattr(run_lock.display, "warning", warnings.append)
+
+    def run(args, *answers):
+        plugin = Plugin(args, answers)
+        result = plugin.run(task_vars={"inventory_hostname": "hv1"})
+        return result, plugin.calls, warnings
+    return run
+
+
+def refused(**controller):
+    return {"failed": True, "msg": "held by run-1", "holder": holder(**controller)}
+
+
+def test_taking_the_lock_names_this_controller(action):
+    result, calls, warnings = action({"owner": "run-2"}, {"changed": True})
+    assert result == {"changed": True} and warnings == []
+    assert calls == [("xen.drs.run_lock", {"owner": "run-2", "controller": MINE})]
+
+
+def test_the_lock_of_a_dead_run_of_this_controller_is_taken_over_from_exactly_that_owner(action):
+    pid, start = dead_process()
+    result, calls, warnings = action({"owner": "run-2"}, refused(pid=pid, start=start), {"changed": True})
+    assert [args.get("take_over") for _name, args in calls] == [None, "run-1"]
+    assert calls[1][1]["controller"] == MINE and calls[1][1]["owner"] == "run-2"
+    assert result["changed"] and result["taken_over"]["owner"] == "run-1"
+    assert "no longer running" in result["taken_over"]["reason"]
+    assert len(warnings) == 1 and warnings[0].startswith("hv1: run run-1's ansible-playbook") and "taking over" in warnings[0]
+
+
+def test_a_live_runs_lock_is_never_taken(action):
+    result, calls, warnings = action({"owner": "run-2"}, refused())  # the holder is this very process
+    assert result["failed"] and len(calls) == 1 and warnings == []
+
+
+def test_a_take_over_that_fails_is_not_tried_again(action):
+    pid, start = dead_process()
+    result, calls, _warnings = action({"owner": "run-2", "take_over": "run-1"}, refused(pid=pid, start=start))
+    assert result["failed"] and len(calls) == 1
+
+
+def test_releasing_sends_no_controller(action):
+    result, calls, _warnings = action({"owner": "run-2", "state": "released"}, {"changed": True})
+    assert result["changed"] and calls == [("xen.drs.run_lock", {"owner": "run-2", "state": "released"})]
