@@ -134,6 +134,8 @@ options:
   timeout:
     description:
       - Seconds after which the migration job is aborted (C(virDomainAbortJob)). The domain then keeps running on the source.
+      - An abort that libvirt refuses because the job is busy (it cannot take the domain's state change lock, held
+        for example by a call stuck on a cut network) is tried again every 2 s until the migration call returns.
     type: int
     default: 300
   copy_storage:
@@ -313,6 +315,7 @@ from ansible_collections.xen.drs.plugins.module_utils._libvirt import (
     domain_state,
     encrypted_stream,
     find_domain,
+    is_error,
     migrate_flags,
     migrate_params,
 )
@@ -327,29 +330,46 @@ class MigrationFailed(Exception):
         self.result = result
 
 
-class Watchdog:
-    """Aborts the domain's job (virDomainAbortJob) if it still runs ``seconds`` after entering the block."""
+ABORT_RETRY_SECONDS = 2.0  # between tries at aborting a job whose state lock a call in flight holds
 
-    def __init__(self, domain, seconds):
+
+class Watchdog:
+    """Aborts the domain's job (virDomainAbortJob) if it still runs ``seconds`` after entering the block.
+
+    An abort refused because the job is busy (libvirt timed out waiting for the domain's state change
+    lock, held by a call in flight such as the migration's own monitor call after the network went
+    away) is tried again every ``retry_seconds`` until it succeeds or the block is left."""
+
+    def __init__(self, domain, seconds, retry_seconds=None):
         self.domain = domain
         self.seconds = seconds
+        self.retry_seconds = ABORT_RETRY_SECONDS if retry_seconds is None else retry_seconds
         self.fired = False
         self.abort_error = None
+        self.tries = 0
+        self._left = threading.Event()
         self._timer = threading.Timer(seconds, self._abort)
         self._timer.daemon = True
 
     def _abort(self):
         self.fired = True
-        try:
-            self.domain.abortJob()
-        except LibvirtError as err:  # the job ended at that moment, or the driver cannot abort jobs
-            self.abort_error = describe_error(err)
+        while True:
+            self.tries += 1
+            try:
+                self.domain.abortJob()
+                self.abort_error = None
+                return
+            except LibvirtError as err:  # the job ended at that moment, the driver cannot abort jobs, or it is busy
+                self.abort_error = describe_error(err)
+                if not is_error(err, "VIR_ERR_OPERATION_TIMEOUT") or self._left.wait(self.retry_seconds):
+                    return
 
     def __enter__(self):
         self._timer.start()
         return self
 
     def __exit__(self, *exc_info):
+        self._left.set()
         self._timer.cancel()
         self._timer.join()  # an abort in progress finishes before its outcome is read
 

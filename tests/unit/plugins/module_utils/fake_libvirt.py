@@ -119,8 +119,11 @@ class FakeDomain:
 
     def abortJob(self):  # noqa: N802  pylint: disable=invalid-name
         self.calls.append(("abortJob",))
-        if self.abort_error is not None:
-            raise self.abort_error  # pylint: disable=raising-bad-type  # a libvirtError set by the test
+        error = self.abort_error  # a libvirtError, or a list of them (None: that try succeeds) used up one per call
+        if isinstance(error, list):
+            error = error.pop(0) if error else None
+        if error is not None:
+            raise error  # pylint: disable=raising-bad-type  # a libvirtError set by the test
         self._aborted.set()
 
     def migrateSetMaxDowntime(self, ms, flags=0):  # noqa: N802  pylint: disable=invalid-name

@@ -223,6 +223,45 @@ def test_failure_after_a_failed_abort_names_both(hosts, tmp_path, run_module):
     assert result["domain_state_after"] == "running"
 
 
+def busy():
+    return libvirtError("Timed out during operation: cannot acquire state change lock (held by "
+                        "monitor=remoteDispatchDomainMigratePerform3Params)", FakeLibvirt.VIR_ERR_OPERATION_TIMEOUT)
+
+
+def test_an_abort_refused_while_the_job_is_busy_is_tried_again(hosts, tmp_path, run_module, monkeypatch):
+    monkeypatch.setattr(domain_migrate, "ABORT_RETRY_SECONDS", 0.2)
+    src = hosts[0]
+    domain = src.domains[0]
+    domain.migrate_seconds = 30
+    domain.abort_error = [busy(), busy(), None]
+    result = run_module(domain_migrate, args(tmp_path, timeout=1))
+    assert result["failed"] is True and "timed out after 1 s and the migration job was aborted" in result["msg"], result
+    assert domain.calls.count(("abortJob",)) == 3
+    assert result["domain_state_after"] == "running" and names(src) == [("web1", True)]
+
+
+def test_an_abort_that_stays_busy_until_the_migration_fails_names_both(hosts, tmp_path, run_module, monkeypatch):
+    monkeypatch.setattr(domain_migrate, "ABORT_RETRY_SECONDS", 0.2)
+    domain = hosts[0].domains[0]
+    domain.migrate_seconds = 1.7
+    domain.abort_error = [busy() for _ in range(50)]
+    domain.migrate_error = libvirtError("internal error: client socket is closed", FakeLibvirt.VIR_ERR_INTERNAL_ERROR)
+    result = run_module(domain_migrate, args(tmp_path, timeout=1))
+    assert result["failed"] is True
+    assert "client socket is closed (the 1 s timeout was reached, but aborting the job failed: operation timed out" in result["msg"]
+    assert domain.calls.count(("abortJob",)) >= 2  # tried again while the job was busy, stopped when the call returned
+    assert len(domain.abort_error) > 40
+
+
+def test_an_abort_refused_for_another_reason_is_not_tried_again(hosts, tmp_path, run_module, monkeypatch):
+    monkeypatch.setattr(domain_migrate, "ABORT_RETRY_SECONDS", 0.2)
+    domain = hosts[0].domains[0]
+    domain.migrate_seconds = 1.7
+    domain.abort_error = libvirtError("virDomainAbortJob not supported", FakeLibvirt.VIR_ERR_NO_SUPPORT)
+    result = run_module(domain_migrate, args(tmp_path, timeout=1))
+    assert result["changed"] is True and domain.calls.count(("abortJob",)) == 1
+
+
 def test_unsupported_max_downtime_fails_before_migrating(hosts, tmp_path, run_module):
     domain = hosts[0].domains[0]
     domain.downtime_error = libvirtError("this function is not supported by the connection driver",
