@@ -51,12 +51,14 @@ def outcome_status(result, check_mode=False):
     return _call("outcome_status", execution.outcome_status, result, check_mode)
 
 
-def outcome_msg(result, move, outcomes):
+def outcome_msg(result, move, outcomes, heartbeats=None):
     """The message of a migration's outcome: why it did not run, or the migration's own message."""
     _check("outcome_msg", "the result", result, "mapping")
     _check("outcome_msg", "the move", move, "mapping")
     _check("outcome_msg", "the outcomes", outcomes, "list")
-    return _call("outcome_msg", execution.outcome_msg, result, move, outcomes)
+    if heartbeats is not None:
+        _check("outcome_msg", "the heartbeats", heartbeats, "mapping")
+    return _call("outcome_msg", execution.outcome_msg, result, move, outcomes, heartbeats)
 
 
 def failed_outcomes(outcomes):

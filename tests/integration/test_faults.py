@@ -20,7 +20,10 @@ checked, guests lost, guests running twice).
 8. A hypervisor answers the lock, then its link is cut during the Gather stage: its task times out
    (xen_drs_host_timeout) instead of holding the run until TCP gives up; it is left out and named, the
    others are planned, and the next run takes over the lock it kept.
-9. The control node's report directory cannot be made (a file in its way), or its disk is full: the run
+9. Both possible destinations are cut off after the plan is made, before the migration wave: the heartbeat
+   before the wave times out on them, nothing is sent, the run fails naming the move; the next run (links
+   back) takes the locks over and finishes the evacuation.
+10. The control node's report directory cannot be made (a file in its way), or its disk is full: the run
    unlocks every host, then fails naming the directory and why.
 Wall times are printed as figures, not asserted.
 """
@@ -352,6 +355,49 @@ def test_a_host_cut_off_after_the_lock_is_left_out_and_named(lab, make_guests, t
     for host in lab.hypervisors:
         assert lab.host_exec(host, ["test", "-e", LOCK_FILE], check=False).returncode != 0, f"a lock left on {host}"
     check_invariant(lab, "a host cut off after the lock", before, "hv3 left out and named; its lock taken over next run")
+
+
+def test_destinations_cut_off_between_planning_and_migrating(lab, make_guests, tmp_path):
+    """Item 10, second half: the plan is made with every host answering, then both possible destinations
+    go dark before the wave; the heartbeat before the wave times out on them, so nothing is sent."""
+    make_guests({"hv1": {"fk-late": "idle"}})
+    before = booted(lab, {"fk-late": "hv1"})
+    run = popen_ctl(lab, evacuate_command(lab, tmp_path, xen_drs_host_timeout=15, xen_drs_migration_timeout=30))
+    lines = []
+    try:
+        for line in run.stdout:  # the plan is made and printed; the Migrate stage is about to start
+            lines.append(line)
+            if "TASK [Migrate | start the clock]" in line:
+                break
+        assert run.poll() is None, "".join(lines)[-3000:]
+        link(lab, "hv2", "down")
+        link(lab, "hv3", "down")
+        cut = time.monotonic()
+        output = flat("".join(lines) + run.communicate(timeout=600)[0])
+    finally:
+        link(lab, "hv2", "up")
+        link(lab, "hv3", "up")
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    report = demo.newest_report(tmp_path)
+    outcome = next(o for o in report["outcomes"] if o["vm"] == "fk-late")
+    print(f"\nhv2 and hv3 cut off after planning: the run ended {time.monotonic() - cut:.1f} s later, exit code "
+          f"{run.returncode}; fk-late: {outcome['status']}: {outcome['msg']}")
+    assert [m["vm"] for m in report["migrations"]] == ["fk-late"], report["migrations"]
+    assert run.returncode != 0 and outcome["status"] == "not run", outcome
+    # the outcome names the dark destination whose lock could not be renewed, not a bare "skipped"
+    dest = report["migrations"][0]["destination"]
+    assert outcome["msg"].startswith(f"not sent: the run lock on destination {dest} could not be renewed"), outcome
+    assert "did not happen" in output and "fk-late" in output
+    assert running_on(lab, "fk-late") == ["hv1"]
+    # the links are back: the next run takes over the locks the dark hosts kept and finishes the evacuation
+    proc = lab.ctl(evacuate_command(lab, tmp_path), check=False, timeout=900)
+    assert proc.returncode == 0, flat(proc.stdout + proc.stderr)[-3000:]
+    assert running_on(lab, "fk-late") in (["hv2"], ["hv3"])
+    for host in lab.hypervisors:
+        assert lab.host_exec(host, ["test", "-e", LOCK_FILE], check=False).returncode != 0, f"a lock left on {host}"
+    check_invariant(lab, "both destinations cut off between planning and migrating", before,
+                    "nothing sent; fk-late stayed on hv1; the next run evacuated it")
 
 
 def test_a_report_directory_that_cannot_take_the_reports(lab, make_guests, tmp_path):

@@ -149,13 +149,35 @@ def not_run_reason(unmet):
     return f"the make-room migration{plural} of {', '.join(unmet)} did not succeed"
 
 
-def outcome_msg(result, move, outcomes):
-    """The message of one outcome: why it did not run if skipped, else the migration's own message."""
+def lost_lock_reason(move, heartbeats):
+    """Why a move was not sent because the heartbeat before its wave failed on its source or destination
+    (the host stopped answering, or another run took its lock), or None. ``heartbeats``: host name ->
+    the registered result of that host's heartbeat (hosts without one are left out)."""
+    parts = []
+    for role in ("source", "destination"):
+        name = move.get(role)
+        beat = _mapping("heartbeats", heartbeats).get(name)
+        if beat is None:
+            continue
+        _mapping(f"heartbeats[{name!r}]", beat)
+        if beat.get("unreachable") or beat.get("failed"):
+            parts.append(f"the run lock on {role} {name} could not be renewed before the wave "
+                         f"({beat.get('msg') or 'no message'})")
+    return "not sent: " + "; ".join(parts) if parts else None
+
+
+def outcome_msg(result, move, outcomes, heartbeats=None):
+    """The message of one outcome: why it did not run if skipped (a required migration that did not
+    succeed, a heartbeat that failed on its source or destination, or the module's reason), else the
+    migration's own message."""
     _mapping("result", result)
     if result.get("skipped"):
         unmet = unmet_requirements(move, outcomes)
+        if unmet:
+            return not_run_reason(unmet)
+        lost = lost_lock_reason(_mapping("move", move), heartbeats or {})
         # a move the module skipped says why (the domain is no longer running on its source)
-        return not_run_reason(unmet) if unmet else result.get("msg") or result.get("skip_reason", "")
+        return lost or result.get("msg") or result.get("skip_reason", "")
     return result.get("msg", "")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,9 @@ def test_each_filter_has_its_own_sidecar_doc(name):
     ("outcome_status", ({"skipped": True},), "not run"),
     ("outcome_msg", ({"skipped": True}, {"vm": "a", "requires": "b"}, []),
      "the make-room migration of b did not succeed"),
+    ("outcome_msg", ({"skipped": True}, {"vm": "a", "source": "hv1", "destination": "hv2"}, [],
+                     {"hv2": {"unreachable": True, "msg": "timed out"}}),
+     "not sent: the run lock on destination hv2 could not be renewed before the wave (timed out)"),
     ("failed_outcomes", ([{"vm": "a", "status": "migrated"}, {"vm": "b", "status": "not run"}],),
      [{"vm": "b", "status": "not run"}]),
     ("moved_outcomes", ([{"vm": "a", "status": "migrated"}, {"vm": "b", "status": "already there"}],),
@@ -65,6 +69,9 @@ def test_filters_return_what_the_library_does(name, args, result):
     ("runnable", ({"vm": "a"}, {"vm": "b"}), "runnable: the outcomes must be a list, got dict"),
     ("outcome_status", ("changed",), "outcome_status: the result must be a mapping, got str"),
     ("outcome_msg", ({}, {}, None), "outcome_msg: the outcomes must be a list, got NoneType"),
+    ("outcome_msg", ({}, {}, [], ["hv1"]), "outcome_msg: the heartbeats must be a mapping, got list"),
+    ("outcome_msg", ({"skipped": True}, {"source": "hv1"}, [], {"hv1": "ok"}),
+     "outcome_msg: heartbeats['hv1'] must be a mapping, got str: 'ok'"),
     ("failed_outcomes", ("migrated",), "failed_outcomes: the outcomes must be a list, got str"),
     ("moved_outcomes", ({},), "moved_outcomes: the outcomes must be a list, got dict"),
     ("loads_after", ([], []), "loads_after: the plan must be a mapping, got list"),
@@ -72,7 +79,7 @@ def test_filters_return_what_the_library_does(name, args, result):
     ("evacuation_policy", ({}, "hv1", "hv1"), "evacuation_policy: the cluster must be a list, got str"),
 ])
 def test_the_filter_checks_the_argument_types(name, args, message):
-    with pytest.raises(AnsibleFilterError, match=message):
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
         FILTERS[name](*args)
 
 

@@ -160,6 +160,27 @@ def test_outcome_msg(result, requires, outcomes, msg):
     assert ex.outcome_msg(result, {"vm": "a", "requires": requires}, outcomes) == msg
 
 
+DARK = {"unreachable": True, "msg": "Failed to connect to the host via ssh: timed out"}
+
+
+@pytest.mark.parametrize("result, requires, outcomes, heartbeats, msg", [
+    ({"skipped": True, "skip_reason": "Conditional result was False"}, None, [], {"hv3": DARK},
+     "not sent: the run lock on destination hv3 could not be renewed before the wave (Failed to connect to the host "
+     "via ssh: timed out)"),
+    ({"skipped": True}, None, [], {"hv1": {"failed": True, "msg": "held by run-9"}, "hv3": {"failed": True}},
+     "not sent: the run lock on source hv1 could not be renewed before the wave (held by run-9); the run lock on "
+     "destination hv3 could not be renewed before the wave (no message)"),
+    # a renewed lock, a heartbeat skipped (check mode) or none at all: the other reasons stand
+    ({"skipped": True, "skip_reason": "Conditional result was False"}, None, [],
+     {"hv1": {"changed": False}, "hv3": {"skipped": True}}, "Conditional result was False"),
+    ({"skipped": True}, "b", [done("b", "failed")], {"hv3": DARK}, "the make-room migration of b did not succeed"),
+    ({"failed": True, "msg": "no route to host"}, None, [], {"hv3": DARK}, "no route to host"),
+])
+def test_outcome_msg_names_a_heartbeat_that_failed(result, requires, outcomes, heartbeats, msg):
+    move = {"vm": "a", "source": "hv1", "destination": "hv3", "requires": requires}
+    assert ex.outcome_msg(result, move, outcomes, heartbeats) == msg
+
+
 # --- the loads after the moves that really happened ----------------------------------------------------
 
 def host(name, load):
