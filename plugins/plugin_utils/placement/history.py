@@ -144,6 +144,17 @@ def recent_peak(samples, current, window, now):
     return max([current] + (recent(samples, window, now) if samples else []))
 
 
+BUSY_QUANTILE = 0.9  # of a domain's samples and its use now: how much it uses when busy (history.busy)
+
+
+def busy(samples, current, window, now):
+    """A domain's busy demand: the BUSY_QUANTILE quantile (nearest rank, from below) of its samples over
+    the last `window` minutes and its use now; `current` without samples. A host whose domains' busy
+    demands add up high is one where a few of them rising together take it over the threshold."""
+    values = sorted((recent(samples, window, now) if samples else []) + [current])
+    return values[min(len(values) - 1, int(BUSY_QUANTILE * len(values)))]
+
+
 TREND_DAMPING = 0.5  # of the slope extrapolated (a damped trend: demand rarely keeps rising at full pace)
 
 

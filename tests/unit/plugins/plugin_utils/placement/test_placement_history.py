@@ -5,7 +5,7 @@
 import pytest
 
 from ansible_collections.xen.drs.plugins.plugin_utils.placement import plan
-from ansible_collections.xen.drs.plugins.plugin_utils.placement.history import judge
+from ansible_collections.xen.drs.plugins.plugin_utils.placement.history import busy, judge
 from ansible_collections.xen.drs.tests.unit.plugins.plugin_utils.placement.builders import NOW, domain, host
 
 MIN = 60
@@ -95,3 +95,19 @@ def test_lab_demo_time_knobs():
     result = plan(pool, {"now": NOW, "max_over": 1, "interval": 0.25})
     assert len(result["migrations"]) == 1
     assert "for 2 min" in result["migrations"][0]["reason"]
+
+
+@pytest.mark.parametrize("points, current, window, expected", [
+    # no samples: its use now
+    ((), 0.4, 120, 0.4),
+    # ten values (nine samples and its use now): the 90th percentile is the highest
+    (tuple((m, 0.1) for m in range(40, 0, -5)) + ((0, 2.0),), 0.1, 120, 2.0),
+    # a single peak among 19 values (18 samples and now) is in the 10 % the quantile leaves out
+    (tuple((m, 2.0 if m == 50 else 0.5) for m in range(90, 0, -5)), 0.5, 120, 0.5),
+    # two peaks among 19 are not
+    (tuple((m, 2.0 if m in (50, 20) else 0.5) for m in range(90, 0, -5)), 0.5, 120, 2.0),
+    # samples older than the window do not count
+    (((150, 3.0), (140, 3.0), (10, 0.2), (5, 0.2), (0, 0.2)), 0.2, 120, 0.2),
+])
+def test_busy_demand_is_the_90th_percentile_of_the_window_and_now(points, current, window, expected):
+    assert busy(series(*points), current, window, NOW) == expected
