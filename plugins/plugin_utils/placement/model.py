@@ -35,6 +35,7 @@ class Domain:
     tags: Tuple[str, ...] = ()
     samples: Tuple[Tuple[float, float], ...] = ()  # (epoch, cores used), oldest first; () when unknown
     forecast: Optional[float] = None  # cores forecast max_over minutes ahead (planner, when predictive)
+    busy: Optional[float] = None  # cores it uses when busy (planner: history.busy), for ranking destinations
 
     @property
     def running(self):

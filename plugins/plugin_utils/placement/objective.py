@@ -189,9 +189,11 @@ def balance_rank(gain, cost, dest_recent_peak, domain, dest_name):
     return (-(gain - cost), dest_recent_peak, domain.memory_mb, domain.name, dest_name)
 
 
-def destination_rank(load_after, dest):
-    """The best destination: lowest predicted load, then most free memory, then name."""
-    return (load_after, -dest.free_mb, dest.name)
+def destination_rank(busy_after, load_after, dest):
+    """The best destination: lowest busy load after the move (its domains' and the newcomer's busy
+    demand, history.busy, over its CPUs: where domains that use more at times already add up, a few
+    of them rising together take the host over), then lowest predicted load, most free memory, name."""
+    return (busy_after, load_after, -dest.free_mb, dest.name)
 
 
 def finishing_rank(peak, domain):

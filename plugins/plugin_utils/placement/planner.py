@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import exact, explain, rules, selectors, steps
-from .history import (INSUFFICIENT, NOT_SUSTAINED, SUSTAINED, Judgment, figure, has_trend, held_spread, judge,
+from .history import (INSUFFICIENT, NOT_SUSTAINED, SUSTAINED, Judgment, busy, figure, has_trend, held_spread, judge,
                       minutes, recent_peak, trend)
 from .model import parse_cluster, parse_policy
 from .objective import (BALANCE_LEVELS, COUNT_TERMS, MEASURE_TERMS, Measured, engine_objective_of, imbalance,
@@ -26,6 +26,7 @@ from .state import ClusterState, rounded
 
 IMBALANCE = MEASURE_TERMS.index("imbalance")
 TREND_WINDOW = 3  # x max_over: the minutes of samples a trend is fitted on (history.trend)
+BUSY_WINDOW = 12  # x max_over: the minutes of samples a domain's busy demand is taken from (history.busy)
 TRENDED_SHARE = 0.5  # of a host's CPU use, from domains with a trend, before its forecast may judge it sustained
 
 
@@ -139,6 +140,10 @@ class Planning:
         self.log = explain.DecisionLog()
         for text in selection_warnings:
             self.log.warn(text)
+        busy_window = BUSY_WINDOW * policy.max_over
+        for host in hosts:
+            for domain in host.running:
+                domain.busy = busy(domain.samples, domain.cpu, busy_window, policy.now)
         if policy.predictive:
             window = TREND_WINDOW * policy.max_over
             for host in hosts:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from . import objective, rules
 from .model import Domain
-from .state import HostState
+from .state import HostState, busy_demand
 
 
 ROOM_HOSTS = 64  # make_room looks at this many of the calmest eligible hosts at most
@@ -76,18 +76,18 @@ class Search:
     def _scan_rules(self, domain, source, only, keep_soft):
         """Best allowed destination by objective.destination_rank, among `only` or all hosts.
 
-        Hosts are bucketed by CPU count and each bucket is sorted by load, so within a bucket the
-        load after the move grows along the list: stop at the first host that cannot beat the best.
+        Hosts are bucketed by CPU count and each bucket is sorted by busy load, so within a bucket the
+        busy load after the move grows along the list: stop at the first host that cannot beat the best.
         """
         policy = self.policy
         best_key, best = None, None
         if only is None:
-            buckets, sorted_scan = self.state.by_load.values(), True
+            buckets, sorted_scan = self.state.by_busy.values(), True
         else:
-            buckets, sorted_scan = [sorted((s.load, s.name) for s in only)], False
-        # The cheap tests that can matter here: the index holds no maintenance host and a sorted scan
-        # stops at the load limit; a pin or a VM limit matters only when there is one.
-        cheap = [rules.Memory.surely_rejects]
+            buckets, sorted_scan = [sorted((s.busy_load, s.name) for s in only)], False
+        # The cheap tests that can matter here: the index holds no maintenance host; a pin or a VM limit
+        # matters only when there is one.
+        cheap = [rules.MaxLoadCandidate.surely_rejects, rules.Memory.surely_rejects]
         if domain.name in policy.hard_pin:
             cheap.append(rules.Pin.surely_rejects)
         if policy.max_vm_per_host is not None:
@@ -95,16 +95,17 @@ class Search:
         if policy.memory_candidate is not None:
             cheap.append(rules.MaxMemoryCandidate.surely_rejects)
         if not sorted_scan:
-            cheap += [rules.Maintenance.surely_rejects, rules.MaxLoadCandidate.surely_rejects]
+            cheap.append(rules.Maintenance.surely_rejects)
+        busy = busy_demand(domain)
         for bucket in buckets:
-            for load, name in bucket:
+            for busy_load, name in bucket:
                 dest = self.state[name]
-                after = load + domain.cpu / dest.cpus
-                if sorted_scan and (rules.MaxLoadCandidate.surely_rejects(domain, dest, policy, after)
-                                    or (best_key is not None and after > best_key[0])):
+                busy_after = busy_load + busy / dest.cpus
+                if sorted_scan and best_key is not None and busy_after > best_key[0]:
                     break
                 if name == source.name:
                     continue
+                after = dest.load + domain.cpu / dest.cpus
                 for test in cheap:
                     if test(domain, dest, policy, after):
                         break
@@ -112,7 +113,7 @@ class Search:
                     test = None
                 if test is not None:
                     continue
-                key = objective.destination_rank(after, dest)
+                key = objective.destination_rank(busy_after, after, dest)
                 if best_key is not None and key >= best_key:
                     continue
                 if not self.allowed(domain, dest, keep_soft):

@@ -62,6 +62,11 @@ def _forecast(domain):
     return domain.cpu if domain.forecast is None else domain.forecast
 
 
+def busy_demand(domain):
+    """A domain's busy demand (history.busy, set by the planner), else its use now."""
+    return domain.cpu if domain.busy is None else domain.busy
+
+
 @dataclass(eq=False)
 class HostState:
     """A host's predicted resources while the plan is being built."""
@@ -74,8 +79,11 @@ class HostState:
     memory_mb: float = 0.0
     used_parts: list = field(default_factory=list)
     forecast_parts: list = field(default_factory=list)
+    busy_parts: list = field(default_factory=list)
     running: int = 0
     load: float = 0.0
+    busy_load: float = 0.0  # its domains' busy demand (history.busy) over its CPUs
+    indexed_busy: float = 0.0  # its busy_load as ClusterState.by_busy holds it
     free_mb: float = 0.0
     used_mb: float = 0.0
     initial_load: float = 0.0
@@ -88,7 +96,8 @@ class HostState:
     @classmethod
     def of(cls, host, maintenance):
         state = cls(host.name, host.cpus, maintenance, [d.cpu for d in host.running], [host.memory_free_mb],
-                    host.memory_mb, [d.memory_mb for d in host.running], [_forecast(d) for d in host.running])
+                    host.memory_mb, [d.memory_mb for d in host.running], [_forecast(d) for d in host.running],
+                    [busy_demand(d) for d in host.running])
         state.running = len(state.cpu_values)
         state._changed()
         state.initial_load, state.initial_free_mb, state.initial_running = state.load, state.free_mb, state.running
@@ -123,11 +132,13 @@ class HostState:
 
     def _changed(self):
         self.load = math.fsum(self.cpu_values) / self.cpus
+        self.busy_load = math.fsum(self.busy_parts) / self.cpus
         self.free_mb = math.fsum(self.free_parts)
         self.used_mb = math.fsum(self.used_parts)
 
     def add(self, domain):
         self.forecast_parts.append(_forecast(domain))
+        self.busy_parts.append(busy_demand(domain))
         self.cpu_values.append(domain.cpu)
         self.free_parts.append(-domain.memory_mb)
         self.used_parts.append(domain.memory_mb)
@@ -136,6 +147,7 @@ class HostState:
 
     def remove(self, domain):
         self.forecast_parts.remove(_forecast(domain))
+        self.busy_parts.remove(busy_demand(domain))
         self.cpu_values.remove(domain.cpu)
         self.free_parts.append(domain.memory_mb)
         self.used_parts.remove(domain.memory_mb)
@@ -144,6 +156,7 @@ class HostState:
 
     def unadd(self, domain):
         self.forecast_parts.remove(_forecast(domain))
+        self.busy_parts.remove(busy_demand(domain))
         self.cpu_values.remove(domain.cpu)
         self.free_parts.remove(-domain.memory_mb)
         self.used_parts.remove(domain.memory_mb)
@@ -152,6 +165,7 @@ class HostState:
 
     def unremove(self, domain):
         self.forecast_parts.append(_forecast(domain))
+        self.busy_parts.append(busy_demand(domain))
         self.cpu_values.append(domain.cpu)
         self.free_parts.remove(domain.memory_mb)
         self.used_parts.append(domain.memory_mb)
@@ -162,9 +176,10 @@ class HostState:
 class ClusterState:
     """Hosts, placement and the plan's moves, with apply/undo.
 
-    `by_load` keeps the possible destinations bucketed by CPU count, each bucket sorted by load,
-    for the destination search. `opened` lists, in order, the hosts that gained room (a domain
-    left them, or an arrival was undone): a search refused before can only succeed on those.
+    `by_busy` keeps the possible destinations bucketed by CPU count, each bucket sorted by busy load
+    (objective.destination_rank), for the destination search. `opened` lists, in order, the hosts that
+    gained room (a domain left them, or an arrival was undone): a search refused before can only
+    succeed on those.
     """
 
     def __init__(self, hosts, policy):
@@ -176,10 +191,11 @@ class ClusterState:
         self.moves = []
         self.moved = set()
         self.opened = []
-        self.by_load = {}
-        for host in sorted(self.by_name.values(), key=lambda s: (s.load, s.name)):
+        self.by_busy = {}
+        for host in sorted(self.by_name.values(), key=lambda s: (s.busy_load, s.name)):
             if not host.maintenance:
-                self.by_load.setdefault(host.cpus, []).append((host.load, host.name))
+                host.indexed_busy = host.busy_load
+                self.by_busy.setdefault(host.cpus, []).append((host.busy_load, host.name))
 
     def __getitem__(self, name):
         return self.by_name[name]
@@ -187,20 +203,21 @@ class ClusterState:
     def states(self):
         return self.by_name.values()
 
-    def _reindex(self, host, old_load):
+    def _reindex(self, host):
         if host.maintenance:
             return
-        bucket = self.by_load[host.cpus]
-        del bucket[bisect_left(bucket, (old_load, host.name))]
-        insort(bucket, (host.load, host.name))
+        bucket = self.by_busy[host.cpus]
+        del bucket[bisect_left(bucket, (host.indexed_busy, host.name))]
+        host.indexed_busy = host.busy_load
+        insort(bucket, (host.busy_load, host.name))
 
     def apply(self, move):
         source, dest = self.by_name[move.source], self.by_name[move.destination]
         move.source_load_before, move.destination_load_before = source.load, dest.load
         source.remove(move.domain)
         dest.add(move.domain)
-        self._reindex(source, move.source_load_before)
-        self._reindex(dest, move.destination_load_before)
+        self._reindex(source)
+        self._reindex(dest)
         move.source_load_after, move.destination_load_after = source.load, dest.load
         self.placement[move.domain.name] = dest.name
         self.moved.add(move.domain.name)
@@ -214,11 +231,10 @@ class ClusterState:
         """Undo the last applied move and return it."""
         move = self.moves.pop()
         source, dest = self.by_name[move.source], self.by_name[move.destination]
-        source_now, dest_now = source.load, dest.load
         dest.unadd(move.domain)
         source.unremove(move.domain)
-        self._reindex(source, source_now)
-        self._reindex(dest, dest_now)
+        self._reindex(source)
+        self._reindex(dest)
         self.placement[move.domain.name] = source.name
         self.moved.discard(move.domain.name)
         self.opened.append(dest.name)
@@ -237,16 +253,14 @@ class ClusterState:
     def lifted(self, domain):
         """The state as if `domain` had left its host, for checking what its departure allows."""
         host = self.by_name[self.placement[domain.name]]
-        before = host.load
         host.remove(domain)
-        self._reindex(host, before)
+        self._reindex(host)
         self.placement[domain.name] = None
         try:
             yield host
         finally:
-            lifted_load = host.load
             host.unremove(domain)
-            self._reindex(host, lifted_load)
+            self._reindex(host)
             self.placement[domain.name] = host.name
 
     @contextmanager
@@ -261,20 +275,18 @@ class ClusterState:
         origins = []
         for domain in domains:
             origin = self.by_name[self.placement[domain.name]]
-            before_origin, before_target = origin.load, target.load
             origin.remove(domain)
             target.add(domain)
-            self._reindex(origin, before_origin)
-            self._reindex(target, before_target)
+            self._reindex(origin)
+            self._reindex(target)
             self.placement[domain.name] = host_name
             origins.append((domain, origin))
         try:
             yield target
         finally:
             for domain, origin in reversed(origins):
-                before_origin, before_target = origin.load, target.load
                 target.unadd(domain)
                 origin.unremove(domain)
-                self._reindex(origin, before_origin)
-                self._reindex(target, before_target)
+                self._reindex(origin)
+                self._reindex(target)
                 self.placement[domain.name] = origin.name

@@ -235,6 +235,30 @@ def test_selections_are_resolved_at_each_run_from_the_domains_facts():
                                                    "strength": "must"}]
 
 
+# ---------------------------------------------------------------- destinations
+
+def spiky_pool():
+    """hv1 is hot (sustained 0.875) and sheds big (3.0 cores); stay may not move. hv2 runs spiky, at 0.5
+    cores now but at 2.0 every fourth sample of the last hour; hv3 runs steady at 1.0 cores."""
+    spiky = [[t, 2.0 if i % 4 == 1 else 0.5] for i, (t, _load) in enumerate(samples(0, 60))]
+    return [host("hv1", [domain("big", 3.0), domain("stay", 4.0)]),
+            host("hv2", [domain("spiky", 0.5, samples=spiky)]),
+            host("hv3", [domain("steady", 1.0, samples=samples(1.0, 60))])]
+
+
+def test_a_domain_goes_where_the_busy_demand_stays_lowest_not_only_the_load_now():
+    # load after: hv2 (0.5 + 3.0) / 8 = 0.44, hv3 (1.0 + 3.0) / 8 = 0.50; busy load after (the 90th
+    # percentile of each domain's samples and its use now): hv2 (2.0 + 3.0) / 8 = 0.625, hv3 0.50
+    result = planned(spiky_pool(), {"now": NOW, "balance": 0, "exclude": ["stay"]})
+    assert moves(result) == [("big", "hv1", "hv3")]
+
+
+def test_without_history_the_calmest_destination_wins():
+    pool = spiky_pool()
+    del pool[1]["domains"][0]["samples"]
+    assert moves(planned(pool, {"now": NOW, "balance": 0, "exclude": ["stay"]})) == [("big", "hv1", "hv2")]
+
+
 # ---------------------------------------------------------------- prediction
 
 def ramp(start, end, minutes=30, interval=5):
