@@ -17,6 +17,8 @@ checked, guests lost, guests running twice).
    (what root cannot read): a run goes on, warns about each, and leaves readable state files.
 6. The destination's link is cut while a migration is in flight (its switch port set down), then restored.
 7. Two runs start within one second: at most one acts, the other is refused and says why, no lock is left.
+   A run of another control node (its own host name) is killed with its locks held: this control node
+   never takes them over (it cannot see that machine's processes) and waits for their ttl.
 8. A hypervisor answers the lock, then its link is cut during the Gather stage: its task times out
    (xen_drs_host_timeout) instead of holding the run until TCP gives up; it is left out and named, the
    others are planned, and the next run takes over the lock it kept.
@@ -165,13 +167,59 @@ def test_a_killed_controller_is_recognised_and_the_next_run_takes_over(lab, make
                              "next run took over the dead run's locks and finished the evacuation")
     assert set(placed.values()) <= {"hv2", "hv3"}
     # both ends hold each migration's record, also the one the dead run never wrote on the destination
-    # (the next run's Gather stage found it on the source only and wrote it there)
+    # (the next run found it on the source only as it planned, and wrote it at its Migrate stage)
     for guest, host in placed.items():
         for end in ("hv1", host):
             records = json.loads(lab.host_exec(end, ["cat", STATE_FILE]).stdout)["migrations"]
             assert any(r["vm"] == guest and r["destination"] == host for r in records), (guest, end, records)
     for host in lab.hypervisors:  # the second run released every lock, the dead run's included
         assert lab.host_exec(host, ["test", "-e", LOCK_FILE], check=False).returncode != 0
+
+
+def test_a_dead_run_of_another_control_node_keeps_its_locks_until_their_ttl(lab, make_guests, tmp_path):
+    """Item 11 with two control nodes (the timer's and AWX's): a run from a control node named awx-node (its
+    own UTS namespace: another host name) holds the locks; a run from this control node is refused; the
+    awx-node run is killed mid-migration, and this control node, which cannot see another machine's
+    processes, still never takes its locks over: it is refused until they expire (ttl 45 s), then it
+    finishes the evacuation."""
+    guests = ("fk-awx1", "fk-awx2")
+    make_guests({"hv1": {g: "idle" for g in guests}})
+    before = booted(lab, {g: "hv1" for g in guests})
+    other_node = ["unshare", "--uts", "sh", "-c", 'hostname awx-node && exec "$@"', "sh"]
+    awx_run = evacuate_command(lab, tmp_path / "awx", xen_drs_bandwidth_mib=SLOW_MIB, xen_drs_lock_ttl=45)
+    first = popen_ctl(lab, other_node + awx_run)
+    try:
+        flying = wait_for(lambda: first.poll() is None and migration_in_flight(lab, "hv1", guests), 240,
+                          "a migration of the awx-node run to start")
+        lock = json.loads(lab.host_exec("hv1", ["cat", LOCK_FILE]).stdout)
+        assert lock["controller"]["host"] == "awx-node", lock
+        refused = lab.ctl(evacuate_command(lab, tmp_path / "timer"), check=False, timeout=900)
+        os.killpg(first.pid, signal.SIGKILL)  # the awx-node controller dies with its locks held
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    said = flat(refused.stdout + refused.stderr)
+    assert refused.returncode != 0 and "refusing to run" in said and f"held by run {lock['owner']}" in said, said[-3000:]
+    wait_for(lambda: migration_in_flight(lab, "hv1", guests) is None, 240, f"{flying}'s migration to end")
+    held = {h: json.loads(out.stdout) for h in lab.hypervisors
+            if (out := lab.host_exec(h, ["cat", LOCK_FILE], check=False)).returncode == 0}
+    assert held and all(entry["owner"] == lock["owner"] for entry in held.values()), held
+    again = lab.ctl(evacuate_command(lab, tmp_path / "timer"), check=False, timeout=900)
+    said = flat(again.stdout + again.stderr)
+    assert again.returncode != 0 and "taking over" not in said and f"held by run {lock['owner']}" in said, said[-3000:]
+    expires = max(entry["expires"] for entry in held.values())
+    time.sleep(max(0.0, expires - time.time()) + 1)
+    started = time.monotonic()
+    last = lab.ctl(evacuate_command(lab, tmp_path / "timer"), check=False, timeout=900)
+    print(f"\nawx-node's dead run: this control node refused twice, then ran {time.monotonic() - started:.1f} s "
+          f"once its locks expired (exit code {last.returncode})")
+    assert last.returncode == 0, flat(last.stdout + last.stderr)[-4000:]
+    placed = check_invariant(lab, "a dead run of another control node", before,
+                             "its locks kept until their ttl, never taken over; then the evacuation finished")
+    assert set(placed.values()) <= {"hv2", "hv3"}
+    for host in lab.hypervisors:
+        assert lab.host_exec(host, ["test", "-e", LOCK_FILE], check=False).returncode != 0, f"a lock left on {host}"
 
 
 def migrate_in_background(lab, guest, source, destination):
