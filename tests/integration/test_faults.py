@@ -19,7 +19,10 @@ checked, guests lost, guests running twice).
 7. Two runs start within one second: at most one acts, the other is refused and says why, no lock is left.
    A run of another control node (its own host name) is killed with its locks held: this control node
    never takes them over (it cannot see that machine's processes) and waits for their ttl.
-8. A hypervisor answers the lock, then its link is cut during the Gather stage: its task times out
+8. A hypervisor's clock is 10 minutes ahead of the control node's (its modules' Python is given the skew):
+   the run names the skew and plans with its samples shifted; then its clock is set right, and the next
+   run drops the samples from its future, saying so.
+8b. A hypervisor answers the lock, then its link is cut during the Gather stage: its task times out
    (xen_drs_host_timeout) instead of holding the run until TCP gives up; it is left out and named, the
    others are planned, and the next run takes over the lock it kept.
 9. Both possible destinations are cut off after the plan is made, before the migration wave: the heartbeat
@@ -321,6 +324,59 @@ def test_damaged_state_files_are_warned_about_and_the_run_goes_on(lab, make_gues
         lab.host_exec("hv2", f"rmdir {STATE_FILE}")
     check_invariant(lab, "state files truncated, emptied, garbage, a directory", before,
                     "each warned about, the run planned, the files written afresh")
+
+
+def skewed_inventory(lab, tmp_path, host, offset):
+    """An inventory to add after the lab's: ``host``'s modules run with its clock ``offset`` seconds off.
+    The lab's hosts share the kernel's clock, so the skew is given to the module's Python (time.time)."""
+    site = tmp_path / f"clock{offset:+d}"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import time\n_real = time.time\ntime.time = lambda: _real() + %d\n" % offset)
+    wrapper = site / "python"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={site} exec {demo.REPO / '.venv' / 'bin' / 'python'} \"$@\"\n")
+    wrapper.chmod(0o755)
+    inventory = site / "inventory.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {host: {"ansible_python_interpreter": str(wrapper)}}}}))
+    return inventory
+
+
+def test_a_hypervisor_clock_minutes_off_then_set_back(lab, make_guests, tmp_path):
+    """Item 8: hv2's clock is 10 minutes ahead of the control node's. The run says so and plans with hv2's
+    samples shifted into the control node's time (hypervisor_info returns them so). Then its clock is set
+    right again: its state file holds samples from its future, which the next run drops, saying so."""
+    make_guests({"hv1": {"fk-clock": "idle"}})
+    before = booted(lab, {"fk-clock": "hv1"})
+    ahead = skewed_inventory(lab, tmp_path, "hv2", 600)
+    cmd = demo.playbook_command(lab, "rebalance.yml", tmp_path / "reports", {"max_migrations": 0})
+    proc = lab.ctl(cmd[:3] + ["-i", str(ahead)] + cmd[3:], check=False, timeout=900)
+    output = flat(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, output[-3000:]
+    assert re.search(r"hv2: its clock is 60\d s ahead of the control node's; its samples are shifted", output), output[-3000:]
+    assert "hv1: its clock" not in output and "hv3: its clock" not in output
+    assert demo.newest_report(tmp_path / "reports")["left_out"] == []
+    stored = json.loads(lab.host_exec("hv2", ["cat", STATE_FILE]).stdout)["samples"]
+    assert stored[-1][0] > time.time() + 500  # the host keeps its own time in its state file
+    # the module itself, as the Gather stage calls it: the samples come back in the control node's time
+    now = time.time()
+    module_args = json.dumps({"name": "hv2", "uri": "qemu:///system", "sample_seconds": 1, "record_sample": False,
+                              "controller_time": now})
+    answer = lab.ctl(["ansible", "-i", str(lab.inventory_path), "-i", str(ahead), "hv2", "-m", "xen.drs.hypervisor_info",
+                      "-a", module_args, "-o"], check=False, timeout=300)
+    result = json.loads(answer.stdout[answer.stdout.index("{"):])
+    assert 598 <= result.get("clock_skew_seconds", 0) <= 610, (answer.stdout + answer.stderr)[-3000:]
+    newest = result["hypervisor"]["samples"][-1][0]
+    assert abs(newest - now) < 60, (newest, now)
+    # hv2's clock is set right: the samples it took while ahead are from its future now
+    proc = lab.ctl(cmd, check=False, timeout=900)
+    output = flat(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, output[-3000:]
+    assert re.search(r"hv2: the state file holds \d+ sample\(s\) and \d+ migration record\(s\) later than this "
+                     r"host's clock \(did it go back\?\)", output), output[-3000:]
+    stored = json.loads(lab.host_exec("hv2", ["cat", STATE_FILE]).stdout)["samples"]
+    assert stored and stored[-1][0] <= time.time() + 1
+    check_invariant(lab, "a hypervisor's clock 10 min ahead, then set back", before,
+                    "the skew named and the samples shifted; the future samples dropped with a warning")
 
 
 def test_the_migration_network_cut_mid_migration(lab, make_guests):
