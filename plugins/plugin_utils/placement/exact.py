@@ -13,11 +13,12 @@ The model (the end state of the plan; one binary x[d, h] per candidate domain d 
   roomiest hosts.
 - Destinations: hosts not in maintenance that are at most at the threshold, and sustained-overloaded
   hosts once they have shed enough. A host that already meets every rule (load <= max_load_candidate,
-  memory reserve free, VM count) keeps meeting it at the end; one that does not may receive only if
-  its end state does (y[h] switches its constraints on, with the smallest valid big-M). The rules are
-  those of rules.py: pin and maintenance as absent variables, memory with the reserve,
-  max_load_candidate, max_vm_per_host, anti-affinity (no host ends with two members of a group
-  unless it started so, and none arrives there). A cover cut per sustained host (clearing it takes
+  busy load <= rules.BusyCandidate.limit, memory reserve free, VM count) keeps meeting it at the end;
+  one that does not may receive only if its end state does (y[h] switches its constraints on, with
+  the smallest valid big-M). The rules are those of rules.py: pin and maintenance as absent
+  variables, memory with the reserve, max_load_candidate, the busy load, max_vm_per_host,
+  anti-affinity (no host ends with two members of a group unless it started so, and none arrives
+  there). A cover cut per sustained host (clearing it takes
   at least the fewest departures its biggest domains need) tightens the relaxation.
 - Objective, lexicographic (objective.py), solved in stages, each exact for its terms:
   1. W_M * (domains left on maintenance hosts) + W_B * (rule breaks) + W_O * (sustained-overloaded
@@ -51,7 +52,7 @@ from typing import Optional
 
 from . import objective, rules
 from .search import excess_cores, fewest_needed
-from .state import Move
+from .state import Move, busy_demand
 
 try:
     import highspy
@@ -202,11 +203,12 @@ class _Model:
     def outgoing_hosts(self):
         return {self.home[n] for n in self.outgoing}
 
-    def _load_terms(self, h):
-        """End load of host h minus its load now, as terms in x."""
+    def _load_terms(self, h, demand=lambda domain: domain.cpu):
+        """End load of host h minus its load now, as terms in x (of the domains' `demand`: their
+        CPU use, or their busy demand for the busy load)."""
         cpus = self.state[h].cpus
-        terms = [(c, -self.domains[n].cpu / cpus) for n in self._residents(h) for c in self.outgoing.get(n, ())]
-        terms += [(c, self.domains[n].cpu / cpus) for n, c in self.incoming[h]]
+        terms = [(c, -demand(self.domains[n]) / cpus) for n in self._residents(h) for c in self.outgoing.get(n, ())]
+        terms += [(c, demand(self.domains[n]) / cpus) for n, c in self.incoming[h]]
         return terms
 
     def _useful(self, host_name, movable):
@@ -311,6 +313,7 @@ class _Model:
     def _destination_rows(self, candidate):
         state, policy = self.state, self.policy
         limit = policy.max_vm_per_host
+        busy_limit = rules.BusyCandidate.limit(policy)
         for h in self.destinations:
             arrivals = self.incoming[h]
             if not arrivals:
@@ -319,7 +322,7 @@ class _Model:
             residents = self._residents(h)
             leaving_cols = [(n, c) for n in residents for c in self.outgoing.get(n, ())]
             clean = (current.load <= candidate and current.free_mb >= policy.memory_reserve_mb
-                     and (limit is None or current.running <= limit))
+                     and (limit is None or current.running <= limit) and current.busy_load <= busy_limit)
             switch = None
             if not clean:
                 switch = self._column("y", h, 0, 1, True)
@@ -328,6 +331,11 @@ class _Model:
             # load: end load <= max_load_candidate
             terms = self._load_terms(h)
             self._guarded(terms, candidate - current.load, switch)
+            # busy load: end busy load <= rules.BusyCandidate.limit; left out where the load row implies it
+            # (domains without samples: busy demand = cpu, and the limit is at least max_load_candidate)
+            busy_terms = self._load_terms(h, busy_demand)
+            if busy_terms != terms or busy_limit - current.busy_load < candidate - current.load:
+                self._guarded(busy_terms, busy_limit - current.busy_load, switch)
             # memory: memory taken in - memory freed <= free now - reserve
             # (in GiB, so that the rows' coefficients are of a size with the load rows')
             terms = [(c, self.domains[n].memory_mb / 1024) for n, c in arrivals]

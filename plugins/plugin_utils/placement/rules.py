@@ -16,7 +16,7 @@ engine turns the same rules into constraints (exact.py) and every exact plan is 
 `first_rejection` before it is accepted, so both engines agree on what is valid.
 """
 
-from .history import minutes
+from .history import figure, minutes
 
 # Loads are fractions summed with math.fsum; a cheap running estimate may differ from the exact sum
 # by rounding, so fast paths only reject beyond this margin and the exact check decides near a limit.
@@ -235,6 +235,36 @@ class ForecastCandidate:
         return None
 
 
+class BusyCandidate:
+    """A destination's busy load after a move (the busy demand, history.busy, of the domains that would
+    run there, over its CPUs) stays at most load_threshold + (load_threshold - max_load_candidate): as
+    far above the threshold as max_load_candidate keeps the load now below it. Busy demand is what
+    each domain uses at times (the 90th percentile of its samples); a host whose domains add up past
+    that line is where a few of them rising in the same few minutes take it over the threshold.
+    Without samples a domain's busy demand is its use now, so the rule never binds before
+    max_load_candidate does."""
+
+    name = "busy"
+
+    @staticmethod
+    def limit(policy):
+        return 2 * policy.load_threshold - policy.max_load_candidate
+
+    @staticmethod
+    def surely_rejects(domain, dest, policy, after):
+        return False  # needs the busy sum; decided by rejects
+
+    @staticmethod
+    def rejects(domain, dest, state, policy):
+        busy = domain.cpu if domain.busy is None else domain.busy
+        after = dest.busy_load + busy / dest.cpus
+        limit = BusyCandidate.limit(policy)
+        if after > limit + TOLERANCE:
+            return (f"{dest.name} busy load {dest.busy_load:.2f} + {after - dest.busy_load:.2f} = {after:.2f}"
+                    f" > 2 x load_threshold - max_load_candidate = {figure(limit, limit)}")
+        return None
+
+
 class NoReturn:
     """No move sends a domain back to the host it left less than RETURN_MINUTES ago (its
     last_migration): that would be a ping-pong, even after its cooldown."""
@@ -310,7 +340,7 @@ class AntiAffinity:
 
 
 PLACE = (Maintenance, Pin, MaxLoadCandidate, Memory, MaxMemoryCandidate, MaxVmPerHost, AntiAffinity,
-         ForecastCandidate, NoReturn)
+         ForecastCandidate, BusyCandidate, NoReturn)
 # The numeric rules, in the order a search's fast path tests them.
 NUMERIC = (MaxLoadCandidate, Memory, MaxMemoryCandidate, MaxVmPerHost)
 BROKEN = (Pin, AntiAffinity)

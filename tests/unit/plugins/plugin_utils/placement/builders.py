@@ -74,6 +74,17 @@ def forecast(domain, pol, now=NOW):
     return max(0.0, domain["cpu"] + 0.5 * slope * pol["max_over"] * 60)
 
 
+def busy(domain, pol, now=NOW):
+    """A domain's busy demand: of its samples of the last 12 x max_over minutes (the newest one when
+    none is that recent) and its cpu, the value at rank int(0.9 x count) from the lowest (from 0)."""
+    samples = domain.get("samples") or ()
+    values = [v for t, v in samples if t > now - 12 * pol["max_over"] * 60]
+    if samples and not values:
+        values = [max(samples, key=lambda sample: sample[0])[1]]
+    values = sorted(values + [domain["cpu"]])
+    return values[min(len(values) - 1, int(0.9 * len(values)))]
+
+
 def _forecasts(hosts, pol):
     return {name: sum(forecast(d, pol) for d in h["running"]) / h["cpus"] for name, h in hosts.items()}
 
@@ -188,6 +199,9 @@ def _refusal(hosts, pol, domain, dest_name):
     dest_load = math.fsum([d["cpu"] for d in dest["running"]] + [domain["cpu"]]) / dest["cpus"]
     if dest_load > pol["max_load_candidate"] + 1e-9:
         return "max_load_candidate"
+    busy_limit = 2 * pol["load_threshold"] - pol["max_load_candidate"]
+    if sum(busy(d, pol) for d in dest["running"] + [domain]) / dest["cpus"] > busy_limit + 1e-9:
+        return "busy"
     last = domain.get("last_migration") or {}
     if last.get("source") == dest_name and NOW - last["time"] < 120 * 60:
         return "no_return"

@@ -259,6 +259,35 @@ def test_without_history_the_calmest_destination_wins():
     assert moves(planned(pool, {"now": NOW, "balance": 0, "exclude": ["stay"]})) == [("big", "hv1", "hv2")]
 
 
+def bursty_pool():
+    """hv1 is hot (sustained 0.875) and sheds big (3.0 cores); stay may not move. hv2 runs bursty, at 0.5
+    cores now but at 4.0 every fourth sample of the last hour (busy demand 4.0: hv2's busy load 0.50);
+    hv3 runs steady at 2.5 cores (load 0.31)."""
+    bursts = [[t, 4.0 if i % 4 == 1 else 0.5] for i, (t, _load) in enumerate(samples(0, 60))]
+    return [host("hv1", [domain("big", 3.0), domain("stay", 4.0)]),
+            host("hv2", [domain("bursty", 0.5, samples=bursts)]),
+            host("hv3", [domain("steady", 2.5)])]
+
+
+def test_no_destination_may_end_with_a_busy_load_past_the_threshold_s_mirror_of_max_load_candidate():
+    # big onto hv2: load 0.44 fits, but busy load (4.0 + 3.0) / 8 = 0.88 > 2 x 0.75 - 0.65 = 0.85;
+    # onto hv3: load 0.69 > 0.65. Nothing else may move: big stays, and the plan says why.
+    policy = {"now": NOW, "balance": 0, "exclude": ["stay", "bursty", "steady"]}
+    result = planned(bursty_pool(), policy)
+    assert moves(result) == []
+    assert result["skipped"][0] == {
+        "vm": "big", "uuid": "uuid-big", "host": "hv1",
+        "reason": "no destination: hv2 busy load 0.50 + 0.38 = 0.88 > 2 x load_threshold - max_load_candidate"
+                  " = 0.85; hv3 load 0.31 + 0.38 = 0.69 > max_load_candidate 0.65"}
+
+
+def test_room_is_made_on_a_host_whose_busy_load_refuses_a_domain():
+    # bursty leaves hv2 for hv3 (load 0.38, busy load (2.5 + 4.0) / 8 = 0.81), then big fits hv2
+    result = planned(bursty_pool(), {"now": NOW, "balance": 0, "exclude": ["stay"]})
+    assert moves(result) == [("bursty", "hv2", "hv3"), ("big", "hv1", "hv2")]
+    assert result["migrations"][1]["requires"] == ["bursty"]
+
+
 # ---------------------------------------------------------------- prediction
 
 def ramp(start, end, minutes=30, interval=5):

@@ -59,11 +59,15 @@ def scenarios(draw):
             memory_load = sum(d["memory_mb"] for d in domains if d["state"] == "running") / 65536
             points = [[t, value, memory_load] for t, value in points]
         for entry in domains:
-            if draw(st.integers(0, 2)) == 0:  # some domains bring their own history: a spike, steady, a ramp
-                shape = draw(st.sampled_from(["spike", "steady", "ramp"]))
+            if draw(st.integers(0, 2)) == 0:
+                # some domains bring their own history: a spike, steady, a ramp, bursts of twice their
+                # use now that are over (a busy demand above it)
+                shape = draw(st.sampled_from(["spike", "steady", "ramp", "bursts"]))
                 last = len(points) - 1
                 entry["samples"] = [[t, entry["cpu"] * (i / last if shape == "ramp" and last else
-                                                        0.0 if shape == "spike" and i < last else 1.0)]
+                                                        0.0 if shape == "spike" and i < last else
+                                                        2.0 if shape == "bursts" and i < last and i % 2 == 0
+                                                        else 1.0)]
                                     for i, (t, *_rest) in enumerate(points)]
         entry = host(f"hv{index}", domains, cpus=cpus, memory_free_mb=draw(st.integers(0, 32)) * 512,
                      samples=points)
