@@ -244,7 +244,7 @@ def test_an_abort_that_stays_busy_until_the_migration_fails_names_both(hosts, tm
     monkeypatch.setattr(domain_migrate, "ABORT_RETRY_SECONDS", 0.2)
     domain = hosts[0].domains[0]
     domain.migrate_seconds = 1.7
-    domain.abort_error = [busy() for _ in range(50)]
+    domain.abort_error = [busy() for _try in range(50)]
     domain.migrate_error = libvirtError("internal error: client socket is closed", FakeLibvirt.VIR_ERR_INTERNAL_ERROR)
     result = run_module(domain_migrate, args(tmp_path, timeout=1))
     assert result["failed"] is True
