@@ -242,13 +242,21 @@ class BusyCandidate:
     each domain uses at times (the 90th percentile of its samples); a host whose domains add up past
     that line is where a few of them rising in the same few minutes take it over the threshold.
     Without samples a domain's busy demand is its use now, so the rule never binds before
-    max_load_candidate does."""
+    max_load_candidate does. It does not hold a domain on a maintenance host or one breaking a must rule
+    where it runs (exempt): emptying the one and repairing the other rank above any load in the measure.
+    The exact engine keeps the line for every domain (stricter), and its plan stands only if it is better."""
 
     name = "busy"
 
     @staticmethod
     def limit(policy):
         return 2 * policy.load_threshold - policy.max_load_candidate
+
+    @staticmethod
+    def exempt(domain, state, policy):
+        source = state.placement.get(domain.name)
+        return source is not None and (state[source].maintenance
+                                       or rule_break(domain.name, source, policy, state.placement) is not None)
 
     @staticmethod
     def surely_rejects(domain, dest, policy, after):
@@ -259,7 +267,7 @@ class BusyCandidate:
         busy = domain.cpu if domain.busy is None else domain.busy
         after = dest.busy_load + busy / dest.cpus
         limit = BusyCandidate.limit(policy)
-        if after > limit + TOLERANCE:
+        if after > limit + TOLERANCE and not BusyCandidate.exempt(domain, state, policy):
             return (f"{dest.name} busy load {dest.busy_load:.2f} + {after - dest.busy_load:.2f} = {after:.2f}"
                     f" > 2 x load_threshold - max_load_candidate = {figure(limit, limit)}")
         return None

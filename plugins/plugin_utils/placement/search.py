@@ -97,11 +97,15 @@ class Search:
         if not sorted_scan:
             cheap.append(rules.Maintenance.surely_rejects)
         busy = busy_demand(domain)
+        # along a sorted bucket the busy load after the move only grows: past the busy line every host refuses
+        busy_line = (None if rules.BusyCandidate.exempt(domain, self.state, policy)
+                     else rules.BusyCandidate.limit(policy) + rules.TOLERANCE)
         for bucket in buckets:
             for busy_load, name in bucket:
                 dest = self.state[name]
                 busy_after = busy_load + busy / dest.cpus
-                if sorted_scan and best_key is not None and busy_after > best_key[0]:
+                if sorted_scan and ((best_key is not None and busy_after > best_key[0])
+                                    or (busy_line is not None and busy_after > busy_line)):
                     break
                 if name == source.name:
                     continue

@@ -177,8 +177,23 @@ def measure(hosts, pol, balancing=False, shedding=()):
             math.fsum(load * load for load in loads.values()))
 
 
-def _refusal(hosts, pol, domain, dest_name):
-    """Why the rules refuse the domain onto dest_name in the current state, or None."""
+def _busy_exempt(hosts, pol, domain, source_name):
+    """Whether the busy line spares the domain: it is on a maintenance host, or breaks a must pin or
+    anti-affinity group there (None: where it is was not given, so it is not spared)."""
+    if source_name is None:
+        return False
+    source, name = hosts[source_name], domain["name"]
+    if source["maintenance"]:
+        return True
+    pins, _soft_pins, groups, _soft_groups = _rules(pol)
+    if name in pins and source_name not in pins[name]:
+        return True
+    mates = {d["name"] for d in source["running"]} - {name}
+    return any(name in group and mates & (group - {name}) for group in groups)
+
+
+def _refusal(hosts, pol, domain, dest_name, source_name=None):
+    """Why the rules refuse the domain (running on source_name, when given) onto dest_name now, or None."""
     dest, name = hosts[dest_name], domain["name"]
     pins, _soft_pins, groups, _soft_groups = _rules(pol)
     if dest["maintenance"]:
@@ -200,7 +215,8 @@ def _refusal(hosts, pol, domain, dest_name):
     if dest_load > pol["max_load_candidate"] + 1e-9:
         return "max_load_candidate"
     busy_limit = 2 * pol["load_threshold"] - pol["max_load_candidate"]
-    if sum(busy(d, pol) for d in dest["running"] + [domain]) / dest["cpus"] > busy_limit + 1e-9:
+    if (sum(busy(d, pol) for d in dest["running"] + [domain]) / dest["cpus"] > busy_limit + 1e-9
+            and not _busy_exempt(hosts, pol, domain, source_name)):
         return "busy"
     last = domain.get("last_migration") or {}
     if last.get("source") == dest_name and NOW - last["time"] < 120 * 60:
@@ -262,7 +278,7 @@ def check_plan(cluster, policy, result, now=NOW):
         failure = domain.get("last_failure")
         if failure and pol["failure_hold"]:
             assert (now - failure["time"]) / 60 >= pol["failure_hold"], f"{name} moved inside its failure hold"
-        refused = _refusal(hosts, pol, domain, move["destination"])
+        refused = _refusal(hosts, pol, domain, move["destination"], move["source"])
         assert refused is None, f"{name} onto {move['destination']} breaks {refused}"
         source["running"].remove(domain)
         source["free"] += domain["memory_mb"]

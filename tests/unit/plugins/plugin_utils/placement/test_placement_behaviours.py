@@ -288,6 +288,23 @@ def test_room_is_made_on_a_host_whose_busy_load_refuses_a_domain():
     assert result["migrations"][1]["requires"] == ["bursty"]
 
 
+@pytest.mark.parametrize("engine", ["greedy", "auto"])
+def test_the_busy_line_does_not_hold_a_domain_on_a_maintenance_host(engine):
+    # burst: 1 core now, 7 every fourth sample (busy demand 7.0): an empty 8-CPU host would end at a busy
+    # load of 0.88 > 0.85, but emptying a maintenance host ranks above any load in the measure
+    bursts = [[t, 7.0 if i % 4 == 1 else 1.0] for i, (t, _load) in enumerate(samples(0, 60))]
+    pool = [host("hv1", [domain("burst", 1.0, samples=bursts)]), host("hv2", [])]
+    result = planned(pool, {"now": NOW, "balance": 0, "maintenance": ["hv1"], "engine": engine})
+    assert moves(result) == [("burst", "hv1", "hv2")]
+
+
+def test_the_busy_line_does_not_hold_a_domain_breaking_a_must_pin():
+    bursts = [[t, 7.0 if i % 4 == 1 else 1.0] for i, (t, _load) in enumerate(samples(0, 60))]
+    pool = [host("hv1", [domain("burst", 1.0, samples=bursts)]), host("hv2", [])]
+    result = planned(pool, {"now": NOW, "balance": 0, "pin": {"burst": ["hv2"]}})
+    assert moves(result) == [("burst", "hv1", "hv2")]
+
+
 # ---------------------------------------------------------------- prediction
 
 def ramp(start, end, minutes=30, interval=5):
