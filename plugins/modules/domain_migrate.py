@@ -346,7 +346,6 @@ class Watchdog:
         self.retry_seconds = ABORT_RETRY_SECONDS if retry_seconds is None else retry_seconds
         self.fired = False
         self.abort_error = None
-        self.tries = 0
         self._left = threading.Event()
         self._timer = threading.Timer(seconds, self._abort)
         self._timer.daemon = True
@@ -354,7 +353,6 @@ class Watchdog:
     def _abort(self):
         self.fired = True
         while True:
-            self.tries += 1
             try:
                 self.domain.abortJob()
                 self.abort_error = None

@@ -103,7 +103,7 @@ def make_directory(directory, mode):
     Returns whether it was created."""
     if os.path.isdir(directory):
         return False
-    os.makedirs(directory)
+    os.makedirs(directory, exist_ok=True)  # another run may create it at the same moment
     os.chmod(directory, mode)  # exact, whatever the umask
     return True
 

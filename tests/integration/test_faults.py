@@ -183,13 +183,13 @@ def test_a_dead_run_of_another_control_node_keeps_its_locks_until_their_ttl(lab,
     """Item 11 with two control nodes (the timer's and AWX's): a run from a control node named awx-node (its
     own UTS namespace: another host name) holds the locks; a run from this control node is refused; the
     awx-node run is killed mid-migration, and this control node, which cannot see another machine's
-    processes, still never takes its locks over: it is refused until they expire (ttl 45 s), then it
+    processes, still never takes its locks over: it is refused until they expire (ttl 100 s), then it
     finishes the evacuation."""
     guests = ("fk-awx1", "fk-awx2")
     make_guests({"hv1": {g: "idle" for g in guests}})
     before = booted(lab, {g: "hv1" for g in guests})
     other_node = ["unshare", "--uts", "sh", "-c", 'hostname awx-node && exec "$@"', "sh"]
-    awx_run = evacuate_command(lab, tmp_path / "awx", xen_drs_bandwidth_mib=SLOW_MIB, xen_drs_lock_ttl=45)
+    awx_run = evacuate_command(lab, tmp_path / "awx", xen_drs_bandwidth_mib=SLOW_MIB, xen_drs_lock_ttl=100)
     first = popen_ctl(lab, other_node + awx_run)
     try:
         flying = wait_for(lambda: first.poll() is None and migration_in_flight(lab, "hv1", guests), 240,
@@ -352,7 +352,7 @@ def test_a_hypervisor_clock_minutes_off_then_set_back(lab, make_guests, tmp_path
     proc = lab.ctl(cmd[:3] + ["-i", str(ahead)] + cmd[3:], check=False, timeout=900)
     output = flat(proc.stdout + proc.stderr)
     assert proc.returncode == 0, output[-3000:]
-    assert re.search(r"hv2: its clock is 60\d s ahead of the control node's; its samples are shifted", output), output[-3000:]
+    assert re.search(r"hv2: its clock is 6[0-3]\d s ahead of the control node's; its samples are shifted", output), output[-3000:]
     assert "hv1: its clock" not in output and "hv3: its clock" not in output
     assert demo.newest_report(tmp_path / "reports")["left_out"] == []
     stored = json.loads(lab.host_exec("hv2", ["cat", STATE_FILE]).stdout)["samples"]
@@ -364,7 +364,8 @@ def test_a_hypervisor_clock_minutes_off_then_set_back(lab, make_guests, tmp_path
     answer = lab.ctl(["ansible", "-i", str(lab.inventory_path), "-i", str(ahead), "hv2", "-m", "xen.drs.hypervisor_info",
                       "-a", module_args, "-o"], check=False, timeout=300)
     result = json.loads(answer.stdout[answer.stdout.index("{"):])
-    assert 598 <= result.get("clock_skew_seconds", 0) <= 610, (answer.stdout + answer.stderr)[-3000:]
+    # the skew as measured includes ansible's start and the module's transfer (seconds on a busy machine)
+    assert 598 <= result.get("clock_skew_seconds", 0) <= 640, (answer.stdout + answer.stderr)[-3000:]
     newest = result["hypervisor"]["samples"][-1][0]
     assert abs(newest - now) < 60, (newest, now)
     # hv2's clock is set right: the samples it took while ahead are from its future now
@@ -471,7 +472,7 @@ def test_destinations_cut_off_between_planning_and_migrating(lab, make_guests, t
     try:
         for line in run.stdout:  # the plan is made and printed; the Migrate stage is about to start
             lines.append(line)
-            if "TASK [Migrate | start the clock]" in line:
+            if "TASK [Migrate | write each migration record where it is missing" in line:
                 break
         assert run.poll() is None, "".join(lines)[-3000:]
         link(lab, "hv2", "down")
