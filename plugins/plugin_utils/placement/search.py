@@ -7,6 +7,7 @@ that refused and their numbers at that moment, so the plan's `skipped` says what
 """
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from . import objective, rules
@@ -15,6 +16,7 @@ from .state import HostState, busy_demand
 
 
 ROOM_HOSTS = 64  # make_room looks at this many of the calmest eligible hosts at most
+FEW_ROOMY = 64  # hosts that may take a domain under max_load_candidate, scanned whole below this many
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,9 @@ class Search:
         policy = self.policy
         best_key, best = None, None
         if only is None:
-            buckets, sorted_scan = self.state.by_busy.values(), True
+            buckets = [self._bucket(cpus, bucket, domain) for cpus, bucket in self.state.by_busy.items()]
         else:
-            buckets, sorted_scan = [sorted((s.busy_load, s.name) for s in only)], False
+            buckets = [(sorted((s.busy_load, s.name) for s in only), False)]
         # The cheap tests that can matter here: the index holds no maintenance host; a pin or a VM limit
         # matters only when there is one.
         cheap = [rules.MaxLoadCandidate.surely_rejects, rules.Memory.surely_rejects]
@@ -94,13 +96,13 @@ class Search:
             cheap.append(rules.MaxVmPerHost.surely_rejects)
         if policy.memory_candidate is not None:
             cheap.append(rules.MaxMemoryCandidate.surely_rejects)
-        if not sorted_scan:
+        if only is not None:
             cheap.append(rules.Maintenance.surely_rejects)
         busy = busy_demand(domain)
         # along a sorted bucket the busy load after the move only grows: past the busy line every host refuses
         busy_line = (None if rules.BusyCandidate.exempt(domain, self.state, policy)
                      else rules.BusyCandidate.limit(policy) + rules.TOLERANCE)
-        for bucket in buckets:
+        for bucket, sorted_scan in buckets:
             for busy_load, name in bucket:
                 dest = self.state[name]
                 busy_after = busy_load + busy / dest.cpus
@@ -124,6 +126,17 @@ class Search:
                     continue
                 best_key, best = key, dest
         return best
+
+    def _bucket(self, cpus, by_busy, domain):
+        """(hosts to scan, whether they are in busy-load order) for one CPU-count bucket: the hosts whose load
+        may still take the domain under max_load_candidate, by load, when they are few (scanned whole), else
+        the bucket by busy load (scanned until no later host can rank better or pass the busy line)."""
+        by_load = self.state.by_load[cpus]
+        bound = self.policy.max_load_candidate + 2 * rules.TOLERANCE - domain.cpu / cpus  # a superset: cheap tests decide
+        roomy = bisect_right(by_load, (bound, "\U0010ffff"))
+        if roomy <= FEW_ROOMY:
+            return [(self.state[name].busy_load, name) for _load, name in by_load[:roomy]], False
+        return by_busy, True
 
     def make_room(self, domain, source, already_moved):
         """The best Room letting `domain` onto a host that refuses it now, or None.

@@ -84,6 +84,7 @@ class HostState:
     load: float = 0.0
     busy_load: float = 0.0  # its domains' busy demand (history.busy) over its CPUs
     indexed_busy: float = 0.0  # its busy_load as ClusterState.by_busy holds it
+    indexed_load: float = 0.0  # its load as ClusterState.by_load holds it
     free_mb: float = 0.0
     used_mb: float = 0.0
     initial_load: float = 0.0
@@ -177,7 +178,8 @@ class ClusterState:
     """Hosts, placement and the plan's moves, with apply/undo.
 
     `by_busy` keeps the possible destinations bucketed by CPU count, each bucket sorted by busy load
-    (objective.destination_rank), for the destination search. `opened` lists, in order, the hosts that
+    (objective.destination_rank), and `by_load` the same sorted by load (the hosts that may still take a
+    domain under max_load_candidate), for the destination search. `opened` lists, in order, the hosts that
     gained room (a domain left them, or an arrival was undone): a search refused before can only
     succeed on those.
     """
@@ -191,11 +193,15 @@ class ClusterState:
         self.moves = []
         self.moved = set()
         self.opened = []
-        self.by_busy = {}
+        self.by_busy, self.by_load = {}, {}
         for host in sorted(self.by_name.values(), key=lambda s: (s.busy_load, s.name)):
             if not host.maintenance:
                 host.indexed_busy = host.busy_load
                 self.by_busy.setdefault(host.cpus, []).append((host.busy_load, host.name))
+        for host in sorted(self.by_name.values(), key=lambda s: (s.load, s.name)):
+            if not host.maintenance:
+                host.indexed_load = host.load
+                self.by_load.setdefault(host.cpus, []).append((host.load, host.name))
 
     def __getitem__(self, name):
         return self.by_name[name]
@@ -210,6 +216,10 @@ class ClusterState:
         del bucket[bisect_left(bucket, (host.indexed_busy, host.name))]
         host.indexed_busy = host.busy_load
         insort(bucket, (host.busy_load, host.name))
+        bucket = self.by_load[host.cpus]
+        del bucket[bisect_left(bucket, (host.indexed_load, host.name))]
+        host.indexed_load = host.load
+        insort(bucket, (host.load, host.name))
 
     def apply(self, move):
         source, dest = self.by_name[move.source], self.by_name[move.destination]
