@@ -17,6 +17,7 @@ engine turns the same rules into constraints (exact.py) and every exact plan is 
 """
 
 from .history import figure, minutes
+from .state import busy_demand
 
 # Loads are fractions summed with math.fsum; a cheap running estimate may differ from the exact sum
 # by rounding, so fast paths only reject beyond this margin and the exact check decides near a limit.
@@ -264,8 +265,7 @@ class BusyCandidate:
 
     @staticmethod
     def rejects(domain, dest, state, policy):
-        busy = domain.cpu if domain.busy is None else domain.busy
-        after = dest.busy_load + busy / dest.cpus
+        after = dest.busy_load + busy_demand(domain) / dest.cpus
         limit = BusyCandidate.limit(policy)
         if after > limit + TOLERANCE and not BusyCandidate.exempt(domain, state, policy):
             return (f"{dest.name} busy load {dest.busy_load:.2f} + {after - dest.busy_load:.2f} = {after:.2f}"
