@@ -38,11 +38,14 @@ def evacuation_policy(policy, cluster, host=None):
     return _call("evacuation_policy", execution.evacuation_policy, policy, cluster, host)
 
 
-def runnable(move, outcomes):
-    """Whether a move may run: every migration it requires has a succeeded outcome."""
+def runnable(move, outcomes, heartbeats=None):
+    """Whether a move may run: every migration it requires has a succeeded outcome, and no heartbeat of its
+    source or destination failed."""
     _check("runnable", "the move", move, "mapping")
     _check("runnable", "the outcomes", outcomes, "list")
-    return _call("runnable", execution.runnable, move, outcomes)
+    if heartbeats is not None:
+        _check("runnable", "the heartbeats", heartbeats, "mapping")
+    return _call("runnable", execution.runnable, move, outcomes, heartbeats)
 
 
 def outcome_status(result, check_mode=False):

@@ -138,9 +138,10 @@ def unmet_requirements(move, outcomes):
     return [name for name in required if name not in done]
 
 
-def runnable(move, outcomes):
-    """A move may run only if every migration it requires succeeded (an earlier wave)."""
-    return not unmet_requirements(move, outcomes)
+def runnable(move, outcomes, heartbeats=None):
+    """A move may run only if every migration it requires succeeded (an earlier wave) and the heartbeat
+    before its wave failed on neither its source nor its destination (lost_lock_reason)."""
+    return not unmet_requirements(move, outcomes) and lost_lock_reason(_mapping("move", move), heartbeats or {}) is None
 
 
 def not_run_reason(unmet):

@@ -44,6 +44,7 @@ def test_each_filter_has_its_own_sidecar_doc(name):
     ("runnable", ({"vm": "a", "requires": ["b", "c"]},
                   [{"vm": "b", "status": "migrated"}, {"vm": "c", "status": "failed"}]), False),
     ("runnable", ({"vm": "a", "requires": "b"}, [{"vm": "b", "status": "already there"}]), True),
+    ("runnable", ({"vm": "a", "source": "hv1", "destination": "hv2"}, [], {"hv2": {"unreachable": True}}), False),
     ("outcome_status", ({"changed": True}, True), "would migrate"),
     ("outcome_status", ({"skipped": True},), "not run"),
     ("outcome_msg", ({"skipped": True}, {"vm": "a", "requires": "b"}, []),
@@ -67,6 +68,7 @@ def test_filters_return_what_the_library_does(name, args, result):
 @pytest.mark.parametrize("name, args, message", [
     ("runnable", ("a", []), "runnable: the move must be a mapping, got str"),
     ("runnable", ({"vm": "a"}, {"vm": "b"}), "runnable: the outcomes must be a list, got dict"),
+    ("runnable", ({"vm": "a"}, [], ["hv1"]), "runnable: the heartbeats must be a mapping, got list"),
     ("outcome_status", ("changed",), "outcome_status: the result must be a mapping, got str"),
     ("outcome_msg", ({}, {}, None), "outcome_msg: the outcomes must be a list, got NoneType"),
     ("outcome_msg", ({}, {}, [], ["hv1"]), "outcome_msg: the heartbeats must be a mapping, got list"),

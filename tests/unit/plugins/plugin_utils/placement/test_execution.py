@@ -181,6 +181,21 @@ def test_outcome_msg_names_a_heartbeat_that_failed(result, requires, outcomes, h
     assert ex.outcome_msg(result, move, outcomes, heartbeats) == msg
 
 
+@pytest.mark.parametrize("heartbeats, runnable", [
+    (None, True),
+    ({}, True),
+    ({"hv1": {"changed": False}, "hv3": {"skipped": True}}, True),  # renewed; skipped in check mode
+    ({"hv3": DARK}, False),
+    ({"hv1": {"failed": True, "msg": "held by run-9"}}, False),
+])
+def test_a_move_does_not_run_when_the_heartbeat_of_its_source_or_destination_failed(heartbeats, runnable):
+    move = {"vm": "a", "source": "hv1", "destination": "hv3"}
+    assert ex.runnable(move, [], heartbeats) is runnable
+    # the outcome's message says why exactly when the move could not run for that reason
+    said = ex.outcome_msg({"skipped": True}, move, [], heartbeats)
+    assert said.startswith("not sent: ") is (not runnable)
+
+
 # --- the loads after the moves that really happened ----------------------------------------------------
 
 def host(name, load):
