@@ -152,9 +152,10 @@ class _Model:
         self.over = {s: self._column("o", s, 0, 1, True) for s in self.sustained}
         for s in self.sustained:
             current = state[s]
-            # end load - threshold <= e, and <= (load now - threshold) * o (o = 1: still overloaded)
-            terms = [(c, -self.domains[n].cpu / current.cpus) for n in self._residents(s)
-                     for c in self.outgoing.get(n, ())]
+            # end load - threshold <= e, and <= (load now - threshold) * o (o = 1: still overloaded).
+            # The end load counts arrivals too: a host that receives ends under max_load_candidate, so
+            # leaving them out would be valid, but far weaker in the relaxation (fractional arrivals).
+            terms = self._load_terms(s)
             self._row(-math.inf, threshold - current.load, terms + [(self.excess[s], -1.0)])
             self._row(-math.inf, threshold - current.load,
                       terms + [(self.over[s], -(current.load - threshold))])
