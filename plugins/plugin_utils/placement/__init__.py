@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """xen.drs placement policy: which running domains to live-migrate where, and why.
 
-Pure Python (relative imports, no I/O; the exact engine uses highspy when it is installed) and
-deterministic: the same cluster and policy give the same plan whatever the order of hosts, domains
+Python with numpy (relative imports, no I/O; the search tests every host at once on numpy arrays,
+and the exact engine uses highspy when it is installed) and deterministic: the same cluster and policy give the same plan whatever the order of hosts, domains
 or samples. The filter xen.drs.rebalance_plan, the benchmarks and the tests all call plan().
 
 Layout, one job per module:

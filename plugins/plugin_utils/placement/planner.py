@@ -18,11 +18,11 @@ from typing import Optional
 from . import exact, explain, rules, selectors, steps
 from .history import (INSUFFICIENT, NOT_SUSTAINED, SUSTAINED, Judgment, busy, figure, has_trend, held_spread, judge,
                       minutes, recent_peak, trend)
-from .model import parse_cluster, parse_policy
+from .model import PlacementError, parse_cluster, parse_policy
 from .objective import (BALANCE_LEVELS, COUNT_TERMS, MEASURE_TERMS, Measured, engine_objective_of, imbalance,
                         measure_of, spread)
 from .search import Search
-from .state import ClusterState, rounded
+from .state import ClusterState, np, rounded
 
 IMBALANCE = MEASURE_TERMS.index("imbalance")
 TREND_WINDOW = 3  # x max_over: the minutes of samples a trend is fitted on (history.trend)
@@ -281,12 +281,20 @@ class Planning:
         }
 
 
+def _require_numpy():
+    if np is None:
+        raise PlacementError("the placement policy needs numpy, which is not installed on the control node"
+                             " (pip install -r requirements.txt from the collection)")
+
+
 def measure(cluster, policy=None):
     """The measure of a cluster as given (no planning): see objective.py."""
+    _require_numpy()
     return Planning(parse_cluster(cluster), parse_policy(policy)).initial_measure
 
 
 def plan(cluster, policy=None):
     """Plan the migrations for one run; see the package docstring for input and output."""
+    _require_numpy()
     parsed_policy = parse_policy(policy)
     return Planning(parse_cluster(cluster), parsed_policy).run()

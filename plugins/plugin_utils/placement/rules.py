@@ -7,7 +7,9 @@ Three kinds of rule:
 - PLACE: may this domain go to this host now? `rejects(domain, dest, state, policy)` -> reason or
   None, where `dest` is a state.HostState and `state` the ClusterState (placement of the others).
   `surely_rejects(domain, dest, policy, after)` is an optional cheap bound for the search's fast
-  path: True only when `rejects` would refuse too (it never builds a sentence).
+  path: True only when `rejects` would refuse too (it never builds a sentence). The NUMERIC rules'
+  bounds take arrays as well (`dest` a state.HostArrays, `after` an array of loads), so that the
+  search tests every host at once.
 - BROKEN: does this domain break a rule where it runs now (pin, anti-affinity)?
   `broken_now(name, host_name, policy, placement)` -> reason or None, for repair.
 
@@ -116,8 +118,13 @@ class Pin:
     label = "pin"
 
     @classmethod
+    def pinned_to(cls, domain_name, policy):
+        """The hosts the domain is pinned to, or None (any host)."""
+        return getattr(policy, cls.pins).get(domain_name)
+
+    @classmethod
     def allows(cls, domain_name, host_name, policy):
-        allowed = getattr(policy, cls.pins).get(domain_name)
+        allowed = cls.pinned_to(domain_name, policy)
         return allowed is None or host_name in allowed
 
     @classmethod
@@ -151,7 +158,7 @@ class MaxLoadCandidate:
 
     @staticmethod
     def surely_rejects(domain, dest, policy, after):
-        return not MaxLoadCandidate.may_fit(after, policy)
+        return after > policy.max_load_candidate + TOLERANCE  # not may_fit, for arrays too
 
     @staticmethod
     def rejects(domain, dest, state, policy):
@@ -176,7 +183,7 @@ class Memory:
 
     @staticmethod
     def surely_rejects(domain, dest, policy, after):
-        return not Memory.fits(dest.free_mb, domain.memory_mb, policy)
+        return dest.free_mb < Memory.needed_mb(domain, policy)  # not fits, for arrays too
 
     @staticmethod
     def rejects(domain, dest, state, policy):
@@ -201,7 +208,10 @@ class MaxMemoryCandidate:
 
     @staticmethod
     def surely_rejects(domain, dest, policy, after):
-        return not MaxMemoryCandidate.may_fit(dest.used_mb + domain.memory_mb, dest.memory_mb, policy)
+        if policy.memory_candidate is None:
+            return False
+        # not may_fit, for arrays too
+        return dest.used_mb + domain.memory_mb > (policy.memory_candidate + TOLERANCE) * dest.memory_mb
 
     @staticmethod
     def rejects(domain, dest, state, policy):
@@ -303,7 +313,9 @@ class MaxVmPerHost:
 
     @staticmethod
     def surely_rejects(domain, dest, policy, after):
-        return not MaxVmPerHost.fits(dest.running + 1, policy)
+        if policy.max_vm_per_host is None:
+            return False
+        return dest.running + 1 > policy.max_vm_per_host  # not fits, for arrays too
 
     @staticmethod
     def rejects(domain, dest, state, policy):

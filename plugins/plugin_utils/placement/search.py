@@ -6,17 +6,16 @@ Every refusal is written to the decision log when it happens (explain.DecisionLo
 that refused and their numbers at that moment, so the plan's `skipped` says what really happened.
 """
 
+import heapq
 import math
-from bisect import bisect_right
 from dataclasses import dataclass
 
 from . import objective, rules
 from .model import Domain
-from .state import HostState, busy_demand
+from .state import HostState, busy_demand, np
 
 
 ROOM_HOSTS = 64  # make_room looks at this many of the calmest eligible hosts at most
-FEW_ROOMY = 64  # hosts that may take a domain under max_load_candidate, scanned whole below this many
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,14 @@ class Room:
     peak: float
 
 
+class _Subset:
+    """What objective.destination_rank reads of a host, for some hosts of a state.HostArrays."""
+
+    def __init__(self, hosts, found):
+        self.free_mb = hosts.free_mb[found]
+        self.name = hosts.name[found]
+
+
 class Search:
     def __init__(self, state, policy, log):
         self.state = state
@@ -39,9 +46,12 @@ class Search:
         self.refused_at = {}  # domain name -> len(state.opened) when its search was refused
         self.no_room_at = {}  # the same for make_room: without an opening it finds no room again
         self.room_stuck_at = {}  # and for a would-be room that found no destination of its own
-        # per host, the most CPU and memory one of its domains could free (a bound for make_room)
-        self.biggest = {h.name: (max((d.cpu for d in h.running), default=0.0),
-                                 max((d.memory_mb for d in h.running), default=0.0)) for h in state.hosts}
+        self.room_dest_at = {}  # a would-be room's destination, with the state it was found in
+        # per host (in state.arrays' order), the most CPU and memory one of the domains it started with
+        # could free: a bound for make_room, whose rooms are those domains
+        parsed = [state.parsed[name] for name in state.arrays.names]
+        self.biggest_cpu = np.array([max((d.cpu for d in h.running), default=0.0) for h in parsed])
+        self.biggest_mb = np.array([max((d.memory_mb for d in h.running), default=0.0) for h in parsed])
 
     def allowed(self, domain, dest, keep_soft=False):
         if rules.first_rejection(domain, dest, self.state, self.policy) is not None:
@@ -78,65 +88,32 @@ class Search:
     def _scan_rules(self, domain, source, only, keep_soft):
         """Best allowed destination by objective.destination_rank, among `only` or all hosts.
 
-        Hosts are bucketed by CPU count and each bucket is sorted by busy load, so within a bucket the
-        busy load after the move grows along the list: stop at the first host that cannot beat the best.
+        The cheap tests (the NUMERIC rules' bounds, the pin, maintenance, the busy line) run on every host
+        at once (state.HostArrays); the hosts they leave are checked by every rule in rank order.
         """
-        policy = self.policy
-        best_key, best = None, None
-        if only is None:
-            buckets = [self._bucket(cpus, bucket, domain) for cpus, bucket in self.state.by_busy.items()]
-        else:
-            buckets = [(sorted((s.busy_load, s.name) for s in only), False)]
-        # The cheap tests that can matter here: the index holds no maintenance host; a pin or a VM limit
-        # matters only when there is one.
-        cheap = [rules.MaxLoadCandidate.surely_rejects, rules.Memory.surely_rejects]
-        if domain.name in policy.hard_pin:
-            cheap.append(rules.Pin.surely_rejects)
-        if policy.max_vm_per_host is not None:
-            cheap.append(rules.MaxVmPerHost.surely_rejects)
-        if policy.memory_candidate is not None:
-            cheap.append(rules.MaxMemoryCandidate.surely_rejects)
+        policy, hosts = self.policy, self.state.arrays
+        after = hosts.load + domain.cpu / hosts.cpus
+        busy_after = hosts.busy_load + busy_demand(domain) / hosts.cpus
+        possible = np.logical_not(rules.Maintenance.surely_rejects(domain, hosts, policy, after))
+        possible[hosts.position[source.name]] = False
+        for rule in rules.NUMERIC:
+            possible &= np.logical_not(rule.surely_rejects(domain, hosts, policy, after))
+        pinned = rules.Pin.pinned_to(domain.name, policy)
+        if pinned is not None:
+            possible &= hosts.mask(pinned)
         if only is not None:
-            cheap.append(rules.Maintenance.surely_rejects)
-        busy = busy_demand(domain)
-        # along a sorted bucket the busy load after the move only grows: past the busy line every host refuses
-        busy_line = (None if rules.BusyCandidate.exempt(domain, self.state, policy)
-                     else rules.BusyCandidate.limit(policy) + rules.TOLERANCE)
-        for bucket, sorted_scan in buckets:
-            for busy_load, name in bucket:
-                dest = self.state[name]
-                busy_after = busy_load + busy / dest.cpus
-                if sorted_scan and ((best_key is not None and busy_after > best_key[0])
-                                    or (busy_line is not None and busy_after > busy_line)):
-                    break
-                if name == source.name:
-                    continue
-                after = dest.load + domain.cpu / dest.cpus
-                for test in cheap:
-                    if test(domain, dest, policy, after):
-                        break
-                else:
-                    test = None
-                if test is not None:
-                    continue
-                key = objective.destination_rank(busy_after, after, dest)
-                if best_key is not None and key >= best_key:
-                    continue
-                if not self.allowed(domain, dest, keep_soft):
-                    continue
-                best_key, best = key, dest
-        return best
-
-    def _bucket(self, cpus, by_busy, domain):
-        """(hosts to scan, whether they are in busy-load order) for one CPU-count bucket: the hosts whose load
-        may still take the domain under max_load_candidate, by load, when they are few (scanned whole), else
-        the bucket by busy load (scanned until no later host can rank better or pass the busy line)."""
-        by_load = self.state.by_load[cpus]
-        bound = self.policy.max_load_candidate + 2 * rules.TOLERANCE - domain.cpu / cpus  # a superset: cheap tests decide
-        roomy = bisect_right(by_load, (bound, "\U0010ffff"))
-        if roomy <= FEW_ROOMY:
-            return [(self.state[name].busy_load, name) for _load, name in by_load[:roomy]], False
-        return by_busy, True
+            possible &= hosts.mask(s.name for s in only)
+        if not rules.BusyCandidate.exempt(domain, self.state, policy):
+            possible &= busy_after <= rules.BusyCandidate.limit(policy) + rules.TOLERANCE
+        found = np.flatnonzero(possible)
+        if not found.size:
+            return None
+        rank = objective.destination_rank(busy_after[found], after[found], _Subset(hosts, found))
+        for index in found[np.lexsort(rank[::-1])]:
+            dest = self.state[hosts.names[index]]
+            if self.allowed(domain, dest, keep_soft):
+                return dest
+        return None
 
     def make_room(self, domain, source, already_moved):
         """The best Room letting `domain` onto a host that refuses it now, or None.
@@ -152,21 +129,21 @@ class Search:
         need_mb = rules.Memory.needed_mb(domain, policy)
         # Every pair (host, room) that passes the cheap tests, best-first by the load the host
         # would have (a lower bound of the pair's peak): the exact checks stop at the first pair
-        # that can no longer beat the best found.
-        hosts = []
-        for host in state.hosts:
-            target = state[host.name]
-            biggest_cpu, biggest_mb = self.biggest[host.name]
-            if (target is source or target.maintenance or target.load > policy.load_threshold
-                    or target.load + (domain.cpu - biggest_cpu) / target.cpus > limit
-                    or target.free_mb + biggest_mb < need_mb
-                    or not rules.Pin.allows(domain.name, host.name, policy)):
-                continue
-            hosts.append((target.load, host.name, host, target))
+        # that can no longer beat the best found. The hosts first, all at once (state.HostArrays).
+        hosts = state.arrays
+        possible = ((hosts.load <= policy.load_threshold) & ~hosts.maintenance
+                    & (hosts.load + (domain.cpu - self.biggest_cpu) / hosts.cpus <= limit)
+                    & (hosts.free_mb + self.biggest_mb >= need_mb))
+        possible[hosts.position[source.name]] = False
+        pinned = rules.Pin.pinned_to(domain.name, policy)
+        if pinned is not None:
+            possible &= hosts.mask(pinned)
+        found = np.flatnonzero(possible)
         # In a big pool only the calmest hosts are looked at (the search is hosts x domains).
-        hosts = sorted(hosts)[:ROOM_HOSTS] if len(hosts) > ROOM_HOSTS else hosts
+        found = found[np.lexsort((found, hosts.load[found]))][:ROOM_HOSTS]
+        calmest = [(state.parsed[hosts.names[i]], state[hosts.names[i]]) for i in found]
         pairs = []
-        for _load, _name, host, target in hosts:
+        for host, target in calmest:
             for room in host.running:
                 # the load and memory once room has left and domain arrived
                 estimate = target.load + (domain.cpu - room.cpu) / target.cpus
@@ -187,7 +164,7 @@ class Search:
                 refused = rules.first_rejection(domain, vacated, state, policy)
             if refused or (best_key is not None and (after, room.memory_mb) > best_key[:2]):
                 continue
-            room_dest = self._scan(room, target, None)
+            room_dest = self._room_destination(room, target)
             if room_dest is None:
                 self.room_stuck_at[room.name] = len(state.opened)
                 continue
@@ -198,43 +175,61 @@ class Search:
             self.no_room_at[domain.name] = len(state.opened)
         return best
 
+    def _room_destination(self, room, host):
+        """A would-be room's best destination, or None. It is remembered with the state it was found in
+        (the moves applied and undone so far: every change of the plan is one of those), since make_room
+        asks again for each domain it looks for room for."""
+        version = (len(self.state.moves), len(self.state.opened))
+        known = self.room_dest_at.get(room.name)
+        if known is not None and known[0] == version:
+            return known[1]
+        dest = self._scan(room, host, None)
+        self.room_dest_at[room.name] = (version, dest)
+        return dest
+
     def why_no_destination(self, domain, source):
-        """Each rule that refuses the domain now, with its first host and how many more."""
-        policy, state = self.policy, self.state
+        """Each rule that refuses the domain now, with its first host (in name order) and how many more.
+
+        The NUMERIC rules' bounds sort most hosts out at once (state.HostArrays). In name order, every
+        host no bound refuses is asked by every rule (rules.first_rejection), and so is each host a bound
+        refuses until one of them names that bound's rule: the bound's later hosts count under it.
+        """
+        policy, state, hosts = self.policy, self.state, self.state.arrays
+        after = hosts.load + domain.cpu / hosts.cpus
+        others = np.ones(len(hosts.names), dtype=bool)
+        others[hosts.position[source.name]] = False
+        in_maintenance = np.flatnonzero(others & hosts.maintenance)
+        too_busy = np.flatnonzero(others & ~hosts.maintenance & (hosts.load > policy.max_load_candidate))
+        left = others & ~hosts.maintenance & (hosts.load <= policy.max_load_candidate)
+        bound = np.full(len(hosts.names), -1)  # per host, the first NUMERIC rule whose bound refuses it
+        for number, rule in enumerate(rules.NUMERIC):
+            bound[left & (bound < 0) & np.asarray(rule.surely_rejects(domain, hosts, policy, after), dtype=bool)] = number
+        refused_by = [np.flatnonzero(bound == number) for number in range(len(rules.NUMERIC))]
+        queue = [(int(i), -1) for i in np.flatnonzero(left & (bound < 0))]
+        queue += [(int(found[0]), number) for number, found in enumerate(refused_by) if found.size]
+        heapq.heapify(queue)
+        asked = [0] * len(rules.NUMERIC)  # per bound, how many of its hosts were asked
         by_rule = {}
-        too_busy, in_maintenance = [], []
-        numeric_rules = [r for r in rules.NUMERIC if (r is not rules.MaxVmPerHost or policy.max_vm_per_host is not None)
-                         and (r is not rules.MaxMemoryCandidate or policy.memory_candidate is not None)]
-        for name in sorted(state.by_name):
-            dest = state[name]
-            if name == source.name:
+        while queue:
+            index, number = heapq.heappop(queue)
+            if number >= 0 and rules.NUMERIC[number].name in by_rule:
+                by_rule[rules.NUMERIC[number].name][1] += len(refused_by[number]) - asked[number]
                 continue
-            if dest.maintenance:
-                in_maintenance.append(name)
-                continue
-            if dest.load > policy.max_load_candidate:
-                too_busy.append(name)
-                continue
-            after = dest.load + domain.cpu / dest.cpus
-            # The numeric rules are sorted out without formatting a sentence for each of 1,000 hosts.
-            rule = None
-            for numeric in numeric_rules:
-                if numeric.surely_rejects(domain, dest, policy, after):
-                    rule = numeric.name
-                    break
-            if rule is not None and rule in by_rule:
-                by_rule[rule][1] += 1
-                continue
-            rejection = rules.first_rejection(domain, dest, state, policy)
+            rejection = rules.first_rejection(domain, state[hosts.names[index]], state, policy)
             if rejection is None:
                 return "not needed: a destination exists but the plan did not need this move"
             by_rule.setdefault(rejection[0], [rejection[1], 0])[1] += 1
+            if number >= 0:
+                asked[number] += 1
+                if asked[number] < len(refused_by[number]):
+                    heapq.heappush(queue, (int(refused_by[number][asked[number]]), number))
         parts = [first if count == 1 else f"{first} (and {count - 1} more)" for first, count in by_rule.values()]
-        if too_busy:
-            parts.append(f"{len(too_busy)} host(s) already over max_load_candidate"
-                         f" {policy.max_load_candidate} (e.g. {too_busy[0]})")
-        if in_maintenance:
-            parts.append(f"{len(in_maintenance)} host(s) in maintenance ({', '.join(in_maintenance[:3])})")
+        if too_busy.size:
+            parts.append(f"{too_busy.size} host(s) already over max_load_candidate"
+                         f" {policy.max_load_candidate} (e.g. {hosts.names[too_busy[0]]})")
+        if in_maintenance.size:
+            parts.append(f"{in_maintenance.size} host(s) in maintenance"
+                         f" ({', '.join(hosts.names[i] for i in in_maintenance[:3])})")
         return "no destination: " + ("; ".join(parts) if parts else "no other host")
 
 

@@ -8,12 +8,16 @@ undone in stack order (the last applied is the first undone).
 """
 
 import math
-from bisect import bisect_left, insort
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 from .model import Domain
+
+try:
+    import numpy as np
+except ImportError:  # pragma: no cover - a requirement (requirements.txt); planner.plan says so when missing
+    np = None
 
 
 def rounded(value):
@@ -83,8 +87,6 @@ class HostState:
     running: int = 0
     load: float = 0.0
     busy_load: float = 0.0  # its domains' busy demand (history.busy) over its CPUs
-    indexed_busy: float = 0.0  # its busy_load as ClusterState.by_busy holds it
-    indexed_load: float = 0.0  # its load as ClusterState.by_load holds it
     free_mb: float = 0.0
     used_mb: float = 0.0
     initial_load: float = 0.0
@@ -174,14 +176,41 @@ class HostState:
         self._changed()
 
 
+class HostArrays:
+    """Every host's figures as arrays, in name order, for whole-pool scans (search.py): `name` is the
+    position in name order (a tie-break that sorts as the names do), `names` the names themselves.
+    ClusterState keeps them in step with each change of a host."""
+
+    FIELDS = ("load", "busy_load", "free_mb", "used_mb", "running")
+
+    def __init__(self, states):
+        self.names = [s.name for s in states]
+        self.position = {name: i for i, name in enumerate(self.names)}
+        self.name = np.arange(len(self.names))
+        self.cpus = np.array([s.cpus for s in states], dtype=np.float64)
+        self.memory_mb = np.array([s.memory_mb for s in states], dtype=np.float64)
+        self.maintenance = np.array([s.maintenance for s in states], dtype=bool)
+        for attribute in self.FIELDS:
+            setattr(self, attribute, np.array([getattr(s, attribute) for s in states], dtype=np.float64))
+
+    def sync(self, host):
+        i = self.position[host.name]
+        for attribute in self.FIELDS:
+            getattr(self, attribute)[i] = getattr(host, attribute)
+
+    def mask(self, names):
+        """A boolean array, True at the hosts named."""
+        found = np.zeros(len(self.names), dtype=bool)
+        found[[self.position[n] for n in names if n in self.position]] = True
+        return found
+
+
 class ClusterState:
     """Hosts, placement and the plan's moves, with apply/undo.
 
-    `by_busy` keeps the possible destinations bucketed by CPU count, each bucket sorted by busy load
-    (objective.destination_rank), and `by_load` the same sorted by load (the hosts that may still take a
-    domain under max_load_candidate), for the destination search. `opened` lists, in order, the hosts that
-    gained room (a domain left them, or an arrival was undone): a search refused before can only
-    succeed on those.
+    `arrays` holds every host's figures in name order (HostArrays), kept in step with each change, for
+    the destination search. `opened` lists, in order, the hosts that gained room (a domain left them, or
+    an arrival was undone): a search refused before can only succeed on those.
     """
 
     def __init__(self, hosts, policy):
@@ -193,15 +222,7 @@ class ClusterState:
         self.moves = []
         self.moved = set()
         self.opened = []
-        self.by_busy, self.by_load = {}, {}
-        for host in sorted(self.by_name.values(), key=lambda s: (s.busy_load, s.name)):
-            if not host.maintenance:
-                host.indexed_busy = host.busy_load
-                self.by_busy.setdefault(host.cpus, []).append((host.busy_load, host.name))
-        for host in sorted(self.by_name.values(), key=lambda s: (s.load, s.name)):
-            if not host.maintenance:
-                host.indexed_load = host.load
-                self.by_load.setdefault(host.cpus, []).append((host.load, host.name))
+        self.arrays = HostArrays([self.by_name[name] for name in sorted(self.by_name)])
 
     def __getitem__(self, name):
         return self.by_name[name]
@@ -209,25 +230,13 @@ class ClusterState:
     def states(self):
         return self.by_name.values()
 
-    def _reindex(self, host):
-        if host.maintenance:
-            return
-        bucket = self.by_busy[host.cpus]
-        del bucket[bisect_left(bucket, (host.indexed_busy, host.name))]
-        host.indexed_busy = host.busy_load
-        insort(bucket, (host.busy_load, host.name))
-        bucket = self.by_load[host.cpus]
-        del bucket[bisect_left(bucket, (host.indexed_load, host.name))]
-        host.indexed_load = host.load
-        insort(bucket, (host.load, host.name))
-
     def apply(self, move):
         source, dest = self.by_name[move.source], self.by_name[move.destination]
         move.source_load_before, move.destination_load_before = source.load, dest.load
         source.remove(move.domain)
         dest.add(move.domain)
-        self._reindex(source)
-        self._reindex(dest)
+        self.arrays.sync(source)
+        self.arrays.sync(dest)
         move.source_load_after, move.destination_load_after = source.load, dest.load
         self.placement[move.domain.name] = dest.name
         self.moved.add(move.domain.name)
@@ -243,8 +252,8 @@ class ClusterState:
         source, dest = self.by_name[move.source], self.by_name[move.destination]
         dest.unadd(move.domain)
         source.unremove(move.domain)
-        self._reindex(source)
-        self._reindex(dest)
+        self.arrays.sync(source)
+        self.arrays.sync(dest)
         self.placement[move.domain.name] = source.name
         self.moved.discard(move.domain.name)
         self.opened.append(dest.name)
@@ -264,13 +273,13 @@ class ClusterState:
         """The state as if `domain` had left its host, for checking what its departure allows."""
         host = self.by_name[self.placement[domain.name]]
         host.remove(domain)
-        self._reindex(host)
+        self.arrays.sync(host)
         self.placement[domain.name] = None
         try:
             yield host
         finally:
             host.unremove(domain)
-            self._reindex(host)
+            self.arrays.sync(host)
             self.placement[domain.name] = host.name
 
     @contextmanager
@@ -287,8 +296,8 @@ class ClusterState:
             origin = self.by_name[self.placement[domain.name]]
             origin.remove(domain)
             target.add(domain)
-            self._reindex(origin)
-            self._reindex(target)
+            self.arrays.sync(origin)
+            self.arrays.sync(target)
             self.placement[domain.name] = host_name
             origins.append((domain, origin))
         try:
@@ -297,6 +306,6 @@ class ClusterState:
             for domain, origin in reversed(origins):
                 target.unadd(domain)
                 origin.unremove(domain)
-                self._reindex(origin)
-                self._reindex(target)
+                self.arrays.sync(origin)
+                self.arrays.sync(target)
                 self.placement[domain.name] = origin.name

@@ -60,6 +60,13 @@ def test_bad_input_is_an_ansible_filter_error(cluster, policy, message):
     assert message in str(error.value)
 
 
+def test_a_missing_numpy_is_an_error_that_names_it(monkeypatch):
+    from ansible_collections.xen.drs.plugins.plugin_utils.placement import planner
+    monkeypatch.setattr(planner, "np", None)
+    with pytest.raises(AnsibleFilterError, match="needs numpy, which is not installed"):
+        rebalance_plan(pool(), {"now": NOW})
+
+
 def test_domain_errors_name_host_domain_field_and_value():
     cluster = pool()
     cluster[1]["domains"][0]["cpu"] = "1.0"
