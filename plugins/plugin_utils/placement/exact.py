@@ -75,7 +75,7 @@ PEAK_GAP = 1e-4
 COUNT_GAP = 0.45
 TIE_WEIGHT = 1e-7
 STAGE_SHARE = {1: 0.5, 2: 0.7, 3: 1.0}  # of the wall-clock budget left when the stage starts
-CLEAR_SHARE = 0.4  # of the budget, for the search of a plan that clears every sustained host
+CLEAR_SHARE = 0.6  # of the budget, for the search of a plan that clears every sustained host (the top term: it gets most)
 STAGE_TOLERANCE = 1e-6
 
 
