@@ -12,7 +12,8 @@ short_description: Live-migrate one libvirt domain to another hypervisor, safely
 version_added: 0.1.0
 description:
   - Migrates one domain, found by O(name) or O(uuid), from the hypervisor it runs on (O(uri)) to
-    O(destination), then checks that it runs there and no longer runs on the source.
+    O(destination), then checks that it runs there (libvirt's state C(running); active but paused is not enough)
+    and no longer runs on the source.
   - Runs on the B(source) hypervisor; playbooks C(delegate_to) it.
   - A domain that is not running on the source but is running on the destination is left alone
     (RV(ignore:changed=false)), so repeating a migration is a no-op.
@@ -31,6 +32,13 @@ description:
     driver that refuses it) is not tried again every run. A destination that cannot be reached before the
     migration starts is not recorded; that is the host's trouble, not the domain's. A connection lost during the
     migration (a libvirtd killed, a link cut) is recorded like any other failure.
+  - A migration that libvirt reports as successful while the domain is not running on the destination afterwards
+    fails, and RV(destination_state) says what was found there (V(undefined) when the domain is not there at all).
+    A domain that arrived B(paused) is not resumed. It is left paused on the destination, where libvirt put it
+    (defined there too with O(persistent=true)). When the source no longer runs it (with O(undefine_source=true)
+    its definition is gone from the source) that paused domain is its only copy, and the message says so, names
+    the destination and asks to resume it there (C(virsh resume)) once the cause is known. The plans do not move
+    a domain that is not running, so a later run leaves it alone too.
 author:
   - xen.drs maintainers (@xen-drs)
 extends_documentation_fragment:
@@ -279,7 +287,9 @@ elapsed_seconds:
   type: float
   sample: 2.31
 verified:
-  description: The domain runs on the destination and not on the source (checked by UUID).
+  description:
+    - The domain runs on the destination (libvirt's state V(running), not paused) and not on the source (checked by UUID).
+    - V(false) when libvirt reported success but this check failed; the task then fails.
   returned: when a migration ran
   type: bool
   sample: true
@@ -295,6 +305,13 @@ domain_state_after:
   returned: failure, or when the task is skipped
   type: str
   sample: running
+destination_state:
+  description:
+    - State of the domain on the destination when libvirt reported success but the domain did not run there
+      (V(paused) for a domain that arrived paused, which is left so), or V(undefined) when it is not defined there.
+  returned: when the check after the migration fails
+  type: str
+  sample: paused
 """
 
 import threading
@@ -509,21 +526,29 @@ class Migration:
         return time.monotonic() - started
 
     def verify(self, name, uuid):
-        """Check by UUID that the domain runs on the destination only; returns the job statistics."""
+        """Check by UUID that the domain runs on the destination only; returns the job statistics.
+
+        Running means libvirt's state VIR_DOMAIN_RUNNING: a domain that arrived paused is active there
+        (isActive), but it does not run, and that is a failure. Nothing is resumed: the domain is left
+        as libvirt left it, and the message says where it is and in which state."""
         dst = connect(self.destination_uri, readonly=True)
         try:
             there = find_domain(dst, uuid=uuid)
             here = find_domain(self.src, uuid=uuid)
-            on_destination = there is not None and there.isActive()
+            there_state = domain_state(there) if there is not None else "undefined"
             on_source = here is not None and here.isActive()
-            if not on_destination or on_source:
+            if there_state != "running" or on_source:
+                destination = self.params["destination"]
                 where = (f"{'running' if on_source else 'not running'} on {self.source} and "
-                         f"{'running' if on_destination else 'not running'} on {self.params['destination']}")
+                         f"{'not running' if there_state == 'undefined' else there_state} on {destination}")
                 self.save_failure(name, uuid, f"libvirt reported success, but the domain was {where}")
+                msg = f"libvirt reported success, but {name} is {where}"
+                if there is not None and there.isActive() and there_state != "running" and not on_source:
+                    msg += (f"; it is left {there_state} on {destination} ({self.destination_uri}), not resumed, "
+                            f"and does not run anywhere: resume it there (virsh resume {name}) once the cause is known")
                 raise MigrationFailed(
-                    f"libvirt reported success, but {name} is {where}",
-                    verified=False, domain_state_after=source_state(self.src, uuid),
-                    **self.base_result(name, uuid))
+                    msg, verified=False, domain_state_after=source_state(self.src, uuid),
+                    destination_state=there_state, **self.base_result(name, uuid))
             return completed_job_stats(there) or (completed_job_stats(here) if here is not None else {})
         finally:
             dst.close()

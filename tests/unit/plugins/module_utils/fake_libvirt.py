@@ -67,6 +67,7 @@ class FakeDomain:
         self.migrate_seconds = 0  # real seconds the migration takes, unless abortJob() ends it first
         self.abort_error = None  # a libvirtError for abortJob() to raise (a driver that cannot abort)
         self.migrate_moves = True  # False: "succeeds" without moving (for verification tests)
+        self.arrival_state = RUNNING  # its state on the destination after a migration (PAUSED: arrived paused)
         self.downtime_error = None
         self.metadata = ""  # what XMLDesc prints inside <metadata> (nothing: no <metadata> element)
         self.xml = None  # the whole of XMLDesc's answer instead, for XML libvirt would never print
@@ -152,7 +153,8 @@ class FakeDomain:
             source.domains.remove(self)
         else:
             self._state = SHUTOFF
-        moved = FakeDomain(self.world, self._name, self._uuid, RUNNING, self.vcpus, self.memory_mb, self.cores_used)
+        moved = FakeDomain(self.world, self._name, self._uuid, self.arrival_state, self.vcpus, self.memory_mb,
+                           self.cores_used)
         moved.metadata = self.metadata  # the domain's XML travels with it (QEMU keeps <metadata>)
         moved.job_stats = {"time_elapsed": 2100, "downtime": 40, "data_total": 140000000,
                            "data_processed": 141000000, "memory_bps": 120000000, "type": 3}

@@ -276,9 +276,27 @@ def test_unverified_success_is_a_failure(hosts, tmp_path, run_module):
     result = run_module(domain_migrate, args(tmp_path))
     assert result["failed"] is True and result["verified"] is False
     assert "is running on hv1 and not running on hv2" in result["msg"]
+    assert result["destination_state"] == "undefined"
     failures = json.loads((tmp_path / "state.json").read_text())["failures"]
     assert [f["error"] for f in failures] == [
         "libvirt reported success, but the domain was running on hv1 and not running on hv2"]
+
+
+def test_a_domain_that_arrived_paused_is_a_failure_and_is_left_paused(hosts, tmp_path, run_module):
+    src, dst = hosts
+    src.domains[0].arrival_state = PAUSED  # libvirt reports success, the domain is on hv2 but does not run
+    result = run_module(domain_migrate, args(tmp_path))
+    assert result["failed"] is True and result["verified"] is False
+    assert "libvirt reported success, but web1 is not running on hv1 and paused on hv2" in result["msg"], result["msg"]
+    assert f"it is left paused on hv2 ({DST}), not resumed" in result["msg"]
+    assert result["destination_state"] == "paused" and result["domain_state_after"] == "undefined"
+    assert "record" not in result
+    # nothing resumed, nothing lost: the domain is where libvirt put it, in the state it had
+    assert names(src) == [] and [(d.name(), d._state) for d in dst.domains] == [("web1", PAUSED)]
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["migrations"] == []
+    assert [f["error"] for f in state["failures"]] == [
+        "libvirt reported success, but the domain was not running on hv1 and paused on hv2"]
 
 
 def test_an_unreachable_destination_is_not_the_domains_failure(hosts, tmp_path, run_module):
