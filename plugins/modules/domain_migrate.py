@@ -19,7 +19,8 @@ description:
     (RV(ignore:changed=false)), so repeating a migration is a no-op.
   - A domain that is not running on the source any more and not on the destination either (shut down, paused,
     or moved elsewhere since the plan was made) is not touched; the task is skipped, and RV(ignore:msg) says
-    where the domain is and in which state.
+    where the domain is and in which state, on both hosts (a domain paused on the destination is not running
+    there, so repeating a migration that arrived paused is skipped, not reported as done).
   - If the migration fails, libvirt keeps the domain running on the source. The module fails with a
     message naming the cause (destination unreachable, not enough memory, unsafe storage, timeout, ...)
     and reports the domain's state on the source in RV(domain_state_after).
@@ -309,7 +310,7 @@ destination_state:
   description:
     - State of the domain on the destination when libvirt reported success but the domain did not run there
       (V(paused) for a domain that arrived paused, which is left so), or V(undefined) when it is not defined there.
-  returned: when the check after the migration fails
+  returned: when the check after the migration fails, or when the task is skipped
   type: str
   sample: paused
 """
@@ -480,16 +481,19 @@ class Migration:
         dst = connect(self.destination_uri, readonly=True)
         try:
             there = find_domain(dst, name=self.params["name"], uuid=uuid)
-            if there is not None and there.isActive():
+            there_state = domain_state(there) if there is not None else "undefined"
+            if there_state == "running":  # not merely active: a domain paused there does not run
                 return dict(self.base_result(there.name(), there.UUIDString()), changed=False,
                             msg=f"already running on {self.params['destination']}")
         finally:
             dst.close()
         state = domain_state(domain) if domain is not None else "undefined"
         where = f"is {state}" if domain is not None else "is not defined"
+        there_is = "not running" if there_state == "undefined" else there_state
         return dict(self.base_result(self.params["name"], uuid), changed=False, skipped=True, domain_state_after=state,
+                    destination_state=there_state,
                     msg=f"not moved: {describe(self.params)} {where} on {self.source} ({self.params['uri']}) "
-                        f"and is not running on {self.params['destination']} ({self.destination_uri})")
+                        f"and is {there_is} on {self.params['destination']} ({self.destination_uri})")
 
     def migrate(self, domain, name, uuid):
         """Run the migration, aborting it after ``timeout`` seconds; returns the seconds it took."""

@@ -299,6 +299,17 @@ def test_a_domain_that_arrived_paused_is_a_failure_and_is_left_paused(hosts, tmp
         "libvirt reported success, but the domain was not running on hv1 and paused on hv2"]
 
 
+def test_repeating_a_migration_that_arrived_paused_is_skipped_not_done(hosts, tmp_path, run_module):
+    src, dst = hosts
+    src.domains[0].arrival_state = PAUSED
+    assert run_module(domain_migrate, args(tmp_path))["failed"] is True
+    again = run_module(domain_migrate, args(tmp_path))
+    assert again["skipped"] is True and again["changed"] is False and not again.get("failed")
+    assert "not moved: domain 'web1' is not defined on hv1" in again["msg"] and f"is paused on hv2 ({DST})" in again["msg"]
+    assert again["destination_state"] == "paused" and again["domain_state_after"] == "undefined"
+    assert [(d.name(), d._state) for d in dst.domains] == [("web1", PAUSED)]
+
+
 def test_an_unreachable_destination_is_not_the_domains_failure(hosts, tmp_path, run_module):
     result = run_module(domain_migrate, args(tmp_path, destination_uri="qemu+tcp://10.0.0.9/system"))
     assert result["failed"] is True and not (tmp_path / "state.json").exists()
