@@ -58,8 +58,9 @@ COUNT_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "memor
                "soft_rule_breaks")
 OBJECTIVE_TERMS = MEASURE_TERMS[:MEASURED] + ("migrations", "peak_load", "memory_moved_mb")
 # What the exact engine optimises, and how its plan and the greedy one are compared (before the
-# greedy steps for terms 5-8 run on the chosen one): should-rule breaks count, since the exact model
-# does not know should rules and must not break more of them than the greedy plan.
+# greedy steps for terms 5-10 run on the chosen one: planner.run, steps.run_lower): should-rule
+# breaks count, since the exact model does not know should rules and must not break more of them
+# than the greedy plan.
 ENGINE_TERMS = MEASURE_TERMS[:4] + ("soft_rule_breaks", "migrations", "peak_load", "memory_moved_mb")
 
 
@@ -92,7 +93,7 @@ class Measured:
 
 
 def imbalance(loads, memory_loads, memory_threshold):
-    """Term 8's value when balancing acts."""
+    """Term 10's value when balancing acts."""
     return spread(loads) + (spread(memory_loads) if memory_threshold is not None else 0.0)
 
 
@@ -137,7 +138,7 @@ def engine_objective_of(measure, moves):
 
 @dataclass(frozen=True)
 class BalanceLevel:
-    """policy.balance: balancing acts while the imbalance (term 8) stays above `target`, with moves
+    """policy.balance: balancing acts while the imbalance (term 10) stays above `target`, with moves
     that each lower the busier of their two hosts by at least `min_gain` + GAIN_PER_GIB per GiB of
     memory the move copies."""
 
