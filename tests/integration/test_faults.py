@@ -30,6 +30,9 @@ checked, guests lost, guests running twice).
    back) takes the locks over and finishes the evacuation.
 10. The control node's report directory cannot be made (a file in its way), or its disk is full: the run
    unlocks every host, then fails naming the directory and why.
+11. libvirt reports a migration as successful, but the guest arrives paused on the destination (the source's
+   module Python adds VIR_MIGRATE_PAUSED to the migration's flags): the module fails naming the destination and
+   the state, records the failure and resumes nothing; the guest, resumed by hand, ticks on where it was.
 Wall times are printed as figures, not asserted.
 """
 
@@ -49,7 +52,7 @@ import pytest
 import rebalance_demo as demo
 from conftest import task_results
 from test_make_room import booted, migrate_waves, move
-from test_modules import boots, running_on, wait_for
+from test_modules import boots, running_on, state_file, wait_for
 from test_rebalance import ticks
 
 STATE_FILE = "/var/lib/xen-drs/state.json"
@@ -378,6 +381,60 @@ def test_a_hypervisor_clock_minutes_off_then_set_back(lab, make_guests, tmp_path
     assert stored and stored[-1][0] <= time.time() + 1
     check_invariant(lab, "a hypervisor's clock 10 min ahead, then set back", before,
                     "the skew named and the samples shifted; the future samples dropped with a warning")
+
+
+# The source's libvirt-python, as the module sees it: every migration asks the destination to leave the domain
+# paused (what a driver or a destination hook that pauses it would do, with migrateToURI3 still reporting success).
+ARRIVE_PAUSED = """\
+import libvirt
+for _name in ("migrateToURI3", "migrate3"):
+    def _paused(self, *args, _real=getattr(libvirt.virDomain, _name)):
+        args = list(args)
+        args[-1] = args[-1] | libvirt.VIR_MIGRATE_PAUSED  # flags, always the last argument the module passes
+        return _real(self, *args)
+    setattr(libvirt.virDomain, _name, _paused)
+"""
+
+
+def paused_arrival_inventory(tmp_path, host):
+    """An inventory to add after the lab's: ``host``'s modules run with ARRIVE_PAUSED as their sitecustomize."""
+    site = tmp_path / "arrive-paused"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(ARRIVE_PAUSED)
+    wrapper = site / "python"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={site} exec {demo.REPO / '.venv' / 'bin' / 'python'} \"$@\"\n")
+    wrapper.chmod(0o755)
+    inventory = site / "inventory.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {host: {"ansible_python_interpreter": str(wrapper)}}}}))
+    return inventory
+
+
+def test_a_migration_that_arrives_paused_is_a_failure_and_nothing_is_resumed(lab, make_guests, tmp_path):
+    """Item 11 (issue 13, fault 12): migrateToURI3 returns, the guest is active on the destination but paused."""
+    guest, source, destination = "fk-arrpause", "hv1", "hv2"
+    make_guests({source: {guest: "idle"}})
+    before = booted(lab, {guest: source})
+    shim = paused_arrival_inventory(tmp_path, source)
+    cmd = ["ansible-playbook", "-i", str(lab.inventory_path), "-i", str(shim), str(MIGRATE_PLAYBOOK), "--extra-vars",
+           json.dumps({"vm": guest, "source": source, "destination": destination})]
+    proc = lab.ctl(cmd, check=False, timeout=600, env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+    output = proc.stdout + proc.stderr
+    moved = task_results(json.loads(proc.stdout[proc.stdout.index("{"):]), "Migrate the guest from the source")
+    moved = moved["localhost"]
+    print(f"\nmigration arrived paused: {moved.get('msg')}")
+    assert moved.get("failed") and moved.get("verified") is False, output[-3000:]
+    assert f"libvirt reported success, but {guest} is not running on {source} and paused on {destination}" in moved["msg"]
+    assert f"it is left paused on {destination}" in moved["msg"] and "not resumed" in moved["msg"], moved["msg"]
+    assert moved["destination_state"] == "paused" and moved["domain_state_after"] == "undefined", moved
+    # where libvirt put it, as it put it: active on the destination only, paused, and nothing resumed it
+    assert running_on(lab, guest) == [destination]
+    assert "paused" in lab.virsh(destination, "domstate", guest)
+    failure = state_file(lab, source)["failures"][-1]
+    assert failure["vm"] == guest and f"paused on {destination}" in failure["error"], failure
+    assert not [r for r in state_file(lab, source)["migrations"] if r["vm"] == guest]
+    lab.virsh(destination, "resume", guest)  # what the message asks the operator to do
+    check_invariant(lab, "migration reported successful, guest arrived paused", before,
+                    f"task failed naming the paused state; {guest} left paused on {destination}, resumed by hand")
 
 
 def test_the_migration_network_cut_mid_migration(lab, make_guests):
