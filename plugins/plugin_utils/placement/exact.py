@@ -41,13 +41,15 @@ The model (the end state of the plan; one binary x[d, h] per candidate domain d 
 - A MIP constrains the end state. Its moves are then ordered by replaying them through the greedy's
   own rules (rules.first_rejection), each valid at its turn given the moves before it; a move
   `requires` the earlier departures from its destination without which it would be refused. A plan
-  with no executable order (a swap that needs both domains to leave first), or whose objective is
-  not better than the greedy plan's, is not used: the greedy plan stands.
+  with no executable order (moves that each wait for another to leave first: a swap, a cycle) gets a
+  cut forbidding that cycle and is solved again in the time left (at most ORDER_CUTS times; the plan
+  is then not proven optimal). A plan still without an order, or whose objective is not better than
+  the greedy plan's, is not used: the greedy plan stands.
 """
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from . import objective, rules
@@ -77,6 +79,7 @@ TIE_WEIGHT = 1e-7
 STAGE_SHARE = {1: 0.5, 2: 0.7, 3: 1.0}  # of the wall-clock budget left when the stage starts
 CLEAR_SHARE = 0.6  # of the budget, for the search of a plan that clears every sustained host (the top term: it gets most)
 STAGE_TOLERANCE = 1e-6
+ORDER_CUTS = 3  # cycle cuts (a plan with no executable order solved again) per plan at most
 
 
 @dataclass(frozen=True)
@@ -153,10 +156,13 @@ class _Model:
         for s in self.sustained:
             current = state[s]
             # end load - threshold <= e, and <= (load now - threshold) * o (o = 1: still overloaded).
-            # The end load counts arrivals too: a host that receives ends under max_load_candidate, so
-            # leaving them out would be valid, but far weaker in the relaxation (fractional arrivals).
+            # The second counts arrivals too: a host that receives ends under max_load_candidate, so
+            # leaving them out is valid, but far weaker in the relaxation (fractional arrivals). The first
+            # keeps the departures only: with arrivals in both rows, HiGHS 1.16's presolve was seen to
+            # loop without end (memory_tight seed 1, stage 3), deaf to its time limit.
             terms = self._load_terms(s)
-            self._row(-math.inf, threshold - current.load, terms + [(self.excess[s], -1.0)])
+            leaving = [(c, v) for c, v in terms if v < 0]
+            self._row(-math.inf, threshold - current.load, leaving + [(self.excess[s], -1.0)])
             self._row(-math.inf, threshold - current.load,
                       terms + [(self.over[s], -(current.load - threshold))])
             # cover cut: clearing the host takes at least as many departures as its biggest modelled
@@ -411,6 +417,16 @@ class _Model:
             count += fewest or 0
         return count
 
+    def cut_cycle(self, stuck):
+        """Forbid moves that wait for each other all together: among the `stuck` (domain, destination)
+        pairs of a plan with no executable order, a cycle of moves each going where the next one leaves
+        (all the stuck pairs if there is none): sum of their x <= their number - 1."""
+        leaving = {}
+        for pair in stuck:
+            leaving.setdefault(self.home[pair[0]], []).append(pair)
+        cycle = _find_cycle(sorted(stuck), lambda pair: leaving.get(pair[1], ())) or sorted(stuck)
+        self._row(-math.inf, len(cycle) - 1, [(self.x[pair], 1.0) for pair in cycle])
+
     # ------------------------------------------------------------ solving
 
     def objective_terms(self, tier):
@@ -502,6 +518,31 @@ def _prune(model, values, caps):
     return values
 
 
+def _find_cycle(nodes, successors):
+    """A list of nodes that form a cycle (each node's successor is the next, the last's the first), or None."""
+    colour = {}  # 1: on the current path, 2: done
+    for start in nodes:
+        if start in colour:
+            continue
+        path, stack = [], [(start, iter(successors(start)))]
+        colour[start] = 1
+        path.append(start)
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                path.pop()
+                colour[node] = 2
+            elif colour.get(child) == 1:
+                return path[path.index(child):]
+            elif child not in colour:
+                colour[child] = 1
+                path.append(child)
+                stack.append((child, iter(successors(child))))
+    return None
+
+
 def _combine(terms):
     merged = {}
     for column, value in terms:
@@ -562,6 +603,10 @@ def improve(planning, greedy_moves, greedy_objective):
     Stages: 1 the measure terms, 2 the number of migrations, 3 the peak (memory as a tie-break),
     each with the earlier ones held at their optimum. A stage whose optimum the greedy plan
     provably reaches already (stage 1 at 0; stage 2 at the lower bound `fewest_moves`) is skipped.
+    A plan with no executable order (moves that each wait for another to leave first: a swap, a
+    cycle) gets a cut forbidding that cycle, and the stages run again in the time left, at most
+    ORDER_CUTS times; the plan is then not proven optimal (a cut may also forbid a cycle that some
+    other set of moves would have let run).
     """
     state, policy = planning.state, planning.policy
     threshold = policy.load_threshold
@@ -573,19 +618,80 @@ def improve(planning, greedy_moves, greedy_objective):
         _restore(state, applied)
         return Outcome(status="model too big", warning=(
             f"the exact model has {len(model.columns)} columns (> {MAX_COLUMNS}): greedy plan kept"))
-    warm = {model.x[m.domain.name, m.destination] for m in greedy_moves}
-    values = [0.0] * len(model.columns)
-    for column in warm:
-        values[column] = 1.0
     # for all stages together; a big model gets less (its pool is planned again next interval, and
     # the greedy plan is its fallback), so that a 100-host pool plans within 2 s
     budget = policy.solver_seconds
     if len(state.hosts) > SMALL_POOL:
         budget = min(budget, LARGE_POOL_SECONDS)
     deadline = time.monotonic() + budget
-    caps, proven, gap, status = [], True, None, "optimal"
     cleared = greedy_objective[:2] == (0, 0) and greedy_left_over <= STAGE_TOLERANCE
-    counted = False
+    warm = {model.x[m.domain.name, m.destination] for m in greedy_moves}
+
+    def stuck_of(values):
+        """[] when the plan has an executable order (the state is left as it was), else the waiting pairs."""
+        ordered, stuck = _order(planning, [key for key, col in sorted(model.x.items()) if values[col] > 0.5])
+        if ordered is not None:
+            state.undo_to(0)
+        return stuck
+
+    cuts = 0
+    while True:
+        staged = _staged(model, warm, deadline, cleared, greedy_objective, stuck_of)
+        if staged.failed:
+            _restore(state, applied)
+            return Outcome(status=staged.status, optimal=False)
+        status = staged.status + (f"; solved again after {cuts} cycle cut(s), so not proven optimal" if cuts else "")
+        if staged.stuck and cuts < ORDER_CUTS and time.monotonic() < deadline:
+            model.cut_cycle(staged.stuck)
+            cuts += 1
+            continue
+        ordered, stuck = None, []
+        for back, values in enumerate(reversed(staged.plans)):
+            ordered, stuck = _order(planning, [key for key, col in sorted(model.x.items()) if values[col] > 0.5])
+            if ordered is not None:
+                if back:
+                    status += f"; the last stage's plan has no executable order: the one of {back} stage(s) before"
+                break
+        if ordered is not None or cuts >= ORDER_CUTS or time.monotonic() >= deadline:
+            break
+        model.cut_cycle(stuck)
+        cuts += 1
+    proven = staged.proven and not cuts
+    if ordered is None:
+        _restore(state, applied)
+        return Outcome(status=f"{status}; no executable order", optimal=False, gap=staged.gap,
+                       warning="the exact plan has no executable order (a swap): greedy plan kept")
+    exact_objective = objective.engine_objective_of(planning.current_measure(), state.moves)
+    if not _better(exact_objective, greedy_objective):
+        state.undo_to(0)
+        _restore(state, applied)
+        return Outcome(status=f"{status}; greedy plan as good", optimal=proven, gap=staged.gap)
+    return Outcome(accepted=True, optimal=proven, gap=staged.gap, status=status)
+
+
+@dataclass
+class _Staged:
+    """What the staged solve found: each stage's plan (x values), in order."""
+
+    plans: list
+    proven: bool = True
+    gap: Optional[float] = None
+    status: str = "optimal"
+    failed: bool = False
+    stuck: list = field(default_factory=list)  # the waiting pairs of a counted plan with no executable order
+
+
+def _staged(model, warm, deadline, cleared, greedy_objective, stuck_of):
+    """The stages of improve(), from the greedy plan `warm` (x columns set to 1), until `deadline`.
+
+    The plan that counts the migrations is checked for an executable order (stuck_of) before the peak
+    is optimised: without one, the staged solve stops there, for improve() to cut the cycle."""
+    budget = deadline - time.monotonic()
+    values = [0.0] * len(model.columns)
+    for column in warm:
+        values[column] = 1.0
+    found = _Staged(plans=[])
+    caps, counted = [], False
     if not cleared and greedy_objective[:2] == (0, 0) and model.over:
         # The greedy plan leaves a sustained host over: first look for a plan that clears them all
         # (stage 1 at its lower bound, 0), counting migrations: that is stage 2 with stage 1 held at
@@ -594,14 +700,18 @@ def improve(planning, greedy_moves, greedy_objective):
         clearing = {"excess", "over"}
         clear = [(terms, 0.0 if name in clearing else math.fsum(values[c] * v for c, v in terms), integral)
                  for name, terms, _constant, integral in model.stage_one_parts() if terms]
-        solved, clear_status, gap = _solve(model, 2, clear, warm, budget * CLEAR_SHARE)
+        solved, clear_status, found.gap = _solve(model, 2, clear, warm, budget * CLEAR_SHARE)
         if solved is not None and model.value(1, solved) <= STAGE_TOLERANCE:
             values = solved if clear_status == "Optimal" else _prune(model, solved, clear)
             warm = {c for c in model.x.values() if values[c] > 0.5}
+            found.plans.append(values)
             cleared = counted = True
             caps = clear + model.held(2, values)
             if clear_status != "Optimal":
-                proven, status = False, clear_status
+                found.proven, found.status = False, clear_status
+            found.stuck = stuck_of(values)
+            if found.stuck:
+                return found
     for tier in (1, 2, 3):
         if tier < 3 and counted:
             continue
@@ -612,36 +722,32 @@ def improve(planning, greedy_moves, greedy_objective):
             caps += model.held(2, values)  # the plan needs no more migrations than the lower bound
             continue
         if tier == 3 and len(model.columns) > PEAK_MAX_COLUMNS:
-            proven, status = False, f"peak not optimised (model of {len(model.columns)} columns)"
+            found.proven, found.status = False, f"peak not optimised (model of {len(model.columns)} columns)"
             break
         # each stage may use its share of what is left, so a slow stage 1 leaves stage 2 time to
         # count the migrations of the best plan it found
         seconds = (deadline - time.monotonic()) * STAGE_SHARE[tier]
         if seconds <= 0:
-            proven, status = False, "Time limit reached"
+            found.proven, found.status = False, "Time limit reached"
             break
-        solved, stage_status, gap = _solve(model, tier, caps, warm, seconds)
+        solved, stage_status, found.gap = _solve(model, tier, caps, warm, seconds)
         if solved is None:
-            _restore(state, applied)
-            return Outcome(status=f"stage {tier}: {stage_status}", optimal=False)
+            found.failed, found.status = True, f"stage {tier}: {stage_status}"
+            return found
         values = solved if stage_status == "Optimal" else _prune(model, solved, caps)
         warm = {c for c in model.x.values() if values[c] > 0.5}
-        proven = proven and stage_status == "Optimal"
+        found.plans.append(values)
+        found.proven = found.proven and stage_status == "Optimal"
         if stage_status != "Optimal":
-            status = stage_status
+            found.status = stage_status
         caps += model.held(tier, values)
-    chosen = [key for key, col in sorted(model.x.items()) if values[col] > 0.5]
-    ordered = _order(planning, chosen)
-    if ordered is None:
-        _restore(state, applied)
-        return Outcome(status=f"{status}; no executable order", optimal=proven, gap=gap,
-                       warning="the exact plan has no executable order (a swap): greedy plan kept")
-    exact_objective = objective.engine_objective_of(planning.current_measure(), state.moves)
-    if not _better(exact_objective, greedy_objective):
-        state.undo_to(0)
-        _restore(state, applied)
-        return Outcome(status=f"{status}; greedy plan as good", optimal=proven, gap=gap)
-    return Outcome(accepted=True, optimal=proven, gap=gap, status=status)
+        if tier == 2:
+            found.stuck = stuck_of(values)
+            if found.stuck:
+                return found
+    if not found.plans:
+        found.plans.append(values)  # every stage skipped: the greedy plan is the answer
+    return found
 
 
 def _restore(state, moves):
@@ -658,7 +764,8 @@ def _better(candidate, incumbent):
 
 
 def _order(planning, chosen):
-    """Apply the chosen (domain, destination) pairs to the state in an executable order, or None.
+    """Apply the chosen (domain, destination) pairs to the state in an executable order: (moves, []),
+    or (None, the pairs that each wait for another) when there is none.
 
     Priority: evacuations, repairs, then moves off sustained hosts (each by name), room makers when
     something waits for them; at each turn the first move in that order that every rule allows.
@@ -685,12 +792,12 @@ def _order(planning, chosen):
                 break
         else:
             state.undo_to(0)
-            return None
+            return None, pending
         pending.pop(index)
         requires = _requirements(state, policy, domain, dest)
         state.apply(Move(domain, home[name], dest, "", requires))
     _explain(planning, home)
-    return state.moves
+    return state.moves, []
 
 
 def _requirements(state, policy, domain, dest):

@@ -56,20 +56,40 @@ def test_a_move_may_require_several_departures():
     assert greedy["migrations"] == [] and greedy["hosts"][0]["status"] == "unresolved"
 
 
-def test_an_end_state_with_no_executable_order_keeps_the_greedy_plan():
+def test_an_end_state_with_no_executable_order_is_cut_and_the_greedy_plan_kept_when_nothing_else_does():
     # a may go to hv2 only once b has left it, and b may go to hv1 only once a has left hv1 (hv1 is
-    # over max_load_candidate until then): a swap. The MIP finds it; no order runs it.
+    # over max_load_candidate until then): a swap. The MIP finds it; no order runs it; the cut forbids it,
+    # and no other plan does better than the greedy one.
     cluster = [host("hv1", [domain("a", 4.0, memory_mb=4096), domain("x", 3.0)], memory_free_mb=1024),
                host("hv2", [domain("b", 1.0, memory_mb=4096), domain("y", 0.2)], memory_free_mb=1024)]
     policy = {"now": NOW, "exclude": ["x", "y"], "memory_reserve_mb": 0}
     result = plan(cluster, policy)
     assert result["migrations"] == []
     assert result["engine"] == "greedy"
-    assert "no executable order" in result["solver_status"]
-    assert any("no executable order" in w for w in result["warnings"])
+    assert "solved again after 1 cycle cut(s)" in result["solver_status"]
+    assert "greedy plan as good" in result["solver_status"]
     assert result["skipped"] == [{"vm": "a", "uuid": "uuid-a", "host": "hv1",
                                   "reason": "no destination: hv2 memory 1024 MB free < 4096 + reserve 0"},
                                  {"vm": "x", "uuid": "uuid-x", "host": "hv1", "reason": "excluded by policy"}]
+
+
+def test_a_swap_is_cut_and_the_plan_solved_again_finds_the_chain_that_runs():
+    # The fewest migrations clearing hv1 is the swap a -> hv2, b -> hv1 (each waits for the other to
+    # leave). Cut, the solver finds the three that run: r1 and r2 leave hv3 for hv4, then a fits on hv3.
+    # The greedy engine makes room with one departure at most, so it clears nothing.
+    cluster = [host("hv1", [domain("a", 4.0, memory_mb=6144), domain("x", 3.0)], memory_free_mb=1024),
+               host("hv2", [domain("b", 1.0, memory_mb=6144), domain("y", 0.2)], memory_free_mb=1024),
+               host("hv3", [domain("r1", 0.2, memory_mb=2048), domain("r2", 0.2, memory_mb=2048)], memory_free_mb=2048),
+               host("hv4", [domain("z", 0.2)], memory_free_mb=4096)]
+    policy = {"now": NOW, "exclude": ["x", "y", "z"], "memory_reserve_mb": 0}
+    result = plan(cluster, policy)
+    assert result["engine"] == "exact"
+    assert moves(result) == [("r1", "hv3", "hv4"), ("r2", "hv3", "hv4"), ("a", "hv1", "hv3", "r1", "r2")]
+    assert result["optimal"] is False
+    assert "solved again after 1 cycle cut(s), so not proven optimal" in result["solver_status"]
+    check_plan(cluster, policy, result)
+    assert plan(apply_plan(cluster, result), policy)["migrations"] == []
+    assert plan(cluster, dict(policy, engine="greedy"))["migrations"] == []
 
 
 def test_nothing_to_fix_runs_no_solver():
