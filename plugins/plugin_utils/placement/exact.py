@@ -641,20 +641,19 @@ def improve(planning, greedy_moves, greedy_objective):
             _restore(state, applied)
             return Outcome(status=staged.status, optimal=False)
         status = staged.status + (f"; solved again after {cuts} cycle cut(s), so not proven optimal" if cuts else "")
-        if staged.stuck and cuts < ORDER_CUTS and time.monotonic() < deadline:
-            model.cut_cycle(staged.stuck)
-            cuts += 1
-            continue
-        ordered, stuck = None, []
+        # the last stage's plan, or else the latest earlier one with an executable order (a later stage
+        # only improves lower tiers, and may have picked a cycle where an earlier plan had none)
+        ordered, last_stuck = None, None
         for back, values in enumerate(reversed(staged.plans)):
             ordered, stuck = _order(planning, [key for key, col in sorted(model.x.items()) if values[col] > 0.5])
+            last_stuck = stuck if last_stuck is None else last_stuck
             if ordered is not None:
                 if back:
                     status += f"; the last stage's plan has no executable order: the one of {back} stage(s) before"
                 break
         if ordered is not None or cuts >= ORDER_CUTS or time.monotonic() >= deadline:
             break
-        model.cut_cycle(stuck)
+        model.cut_cycle(last_stuck)
         cuts += 1
     proven = staged.proven and not cuts
     if ordered is None:
