@@ -78,11 +78,18 @@ def make_guests(lab):  # pylint: disable=redefined-outer-name
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The fault table of test_faults.py, when its tests ran: faults injected, guests checked, lost, twice."""
+    """The fault table of test_faults.py, when its tests ran: faults injected, guests checked, lost, twice;
+    and the fault tests that failed before their guests were checked (they are in no row)."""
     rows = getattr(sys.modules.get("test_faults"), "FAULT_TABLE", [])
-    if not rows:
+    checked = {row.test for row in rows}
+    unchecked = sorted({report.nodeid for outcome in ("failed", "error")
+                        for report in terminalreporter.stats.get(outcome, [])
+                        if "test_faults.py::" in report.nodeid and report.nodeid not in checked})
+    if not rows and not unchecked:
         return
     write = terminalreporter.write_line
+    for nodeid in unchecked:
+        write(f"fault test failed before its guests were checked (not in the table): {nodeid}")
     write("")
     write(f"fault table: {len(rows)} fault(s) injected, {sum(r.guests_checked for r in rows)} guest(s) checked, "
           f"{sum(r.lost for r in rows)} lost (must be 0), {sum(r.twice for r in rows)} running twice (must be 0)")

@@ -70,6 +70,7 @@ class FaultRow:
     lost: int
     twice: int
     outcome: str
+    test: str = ""  # the pytest node id of the test that checked it
 
 
 FAULT_TABLE: list[FaultRow] = []
@@ -106,7 +107,8 @@ def check_invariant(lab, fault, before, outcome, not_running=()):
         for host in lab.hypervisors:
             print(f"{host}: {lab.virsh(host, 'list', '--all', check=False).strip()}")
     row = FaultRow(fault, len(before), sum(1 for hosts in where.values() if not hosts),
-                   sum(1 for hosts in where.values() if len(hosts) > 1), outcome)
+                   sum(1 for hosts in where.values() if len(hosts) > 1), outcome,
+                   os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0])
     FAULT_TABLE.append(row)
     assert row.lost == 0 and row.twice == 0, where
     placed = {g: hosts[0] for g, hosts in where.items()}
