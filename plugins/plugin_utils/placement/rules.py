@@ -19,7 +19,7 @@ engine turns the same rules into constraints (exact.py) and every exact plan is 
 """
 
 from .history import figure, minutes
-from .state import busy_demand
+from .state import busy_demand, np
 
 # Loads are fractions summed with math.fsum; a cheap running estimate may differ from the exact sum
 # by rounding, so fast paths only reject beyond this margin and the exact check decides near a limit.
@@ -161,6 +161,13 @@ class MaxLoadCandidate:
         return after > policy.max_load_candidate + TOLERANCE  # not may_fit, for arrays too
 
     @staticmethod
+    def most_cpu(hosts, policy):
+        """The most CPU (cores) any host of `hosts` (a state.HostArrays) not in maintenance could take under
+        max_load_candidate: a bound over the pool (a domain using more fits on none of them)."""
+        spare = (policy.max_load_candidate - hosts.load) * hosts.cpus
+        return float(np.max(spare, initial=-np.inf, where=~hosts.maintenance))
+
+    @staticmethod
     def rejects(domain, dest, state, policy):
         after = dest.load_with(domain.cpu)
         if after > policy.max_load_candidate:
@@ -184,6 +191,12 @@ class Memory:
     @staticmethod
     def surely_rejects(domain, dest, policy, after):
         return dest.free_mb < Memory.needed_mb(domain, policy)  # not fits, for arrays too
+
+    @staticmethod
+    def most_memory(hosts, policy):
+        """The most memory (MB) any host of `hosts` (a state.HostArrays) not in maintenance could take with
+        the reserve kept: a bound over the pool."""
+        return float(np.max(hosts.free_mb, initial=-np.inf, where=~hosts.maintenance)) - policy.memory_reserve_mb
 
     @staticmethod
     def rejects(domain, dest, state, policy):

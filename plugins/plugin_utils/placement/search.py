@@ -16,6 +16,7 @@ from .state import HostState, busy_demand, np
 
 
 ROOM_HOSTS = 64  # make_room looks at this many of the calmest eligible hosts at most
+ROUNDING_MARGIN = 1e-6  # cores: a pool bound decides only this far from the line; nearer, the exact tests do
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Search:
         self.no_room_at = {}  # the same for make_room: without an opening it finds no room again
         self.room_stuck_at = {}  # and for a would-be room that found no destination of its own
         self.room_dest_at = {}  # a would-be room's destination, with the state it was found in
+        self.pool_bounds = None  # (state, the most CPU and memory any host could take), for _room_destination
         # per host (in state.arrays' order), the most CPU and memory one of the domains it started with
         # could free: a bound for make_room, whose rooms are those domains
         parsed = [state.parsed[name] for name in state.arrays.names]
@@ -103,9 +105,10 @@ class Search:
             possible &= hosts.mask(pinned)
         if only is not None:
             possible &= hosts.mask(s.name for s in only)
-        if not rules.BusyCandidate.exempt(domain, self.state, policy):
-            possible &= busy_after <= rules.BusyCandidate.limit(policy) + rules.TOLERANCE
         found = np.flatnonzero(possible)
+        under_line = busy_after[found] <= rules.BusyCandidate.limit(policy) + rules.TOLERANCE
+        if not under_line.all() and not rules.BusyCandidate.exempt(domain, self.state, policy):
+            found = found[under_line]
         if not found.size:
             return None
         rank = objective.destination_rank(busy_after[found], after[found], _Subset(hosts, found))
@@ -183,7 +186,17 @@ class Search:
         known = self.room_dest_at.get(room.name)
         if known is not None and known[0] == version:
             return known[1]
-        dest = self._scan(room, host, None)
+        if self.pool_bounds is None or self.pool_bounds[0] != version:
+            hosts = self.state.arrays
+            self.pool_bounds = (version, rules.MaxLoadCandidate.most_cpu(hosts, self.policy),
+                                rules.Memory.most_memory(hosts, self.policy))
+        _version, most_cpu, most_memory = self.pool_bounds
+        # most rooms in a full pool fit nowhere: the pool's bounds say so without a scan (with a margin
+        # for rounding: near the bound the scan decides)
+        if room.cpu > most_cpu + ROUNDING_MARGIN or room.memory_mb > most_memory:
+            dest = None
+        else:
+            dest = self._scan(room, host, None)
         self.room_dest_at[room.name] = (version, dest)
         return dest
 
