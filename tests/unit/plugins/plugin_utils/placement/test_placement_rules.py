@@ -4,7 +4,9 @@
 
 import pytest
 
-from ansible_collections.xen.drs.plugins.plugin_utils.placement import plan
+from ansible_collections.xen.drs.plugins.plugin_utils.placement import plan, rules
+from ansible_collections.xen.drs.plugins.plugin_utils.placement.model import parse_cluster, parse_policy
+from ansible_collections.xen.drs.plugins.plugin_utils.placement.state import ClusterState
 from ansible_collections.xen.drs.tests.unit.plugins.plugin_utils.placement.builders import (
     NOW, apply_plan, check_plan, domain, host)
 
@@ -234,3 +236,13 @@ def test_a_rule_break_that_cannot_be_repaired_is_listed_with_why():
     assert {s["vm"]: s["reason"] for s in result["skipped"]}["db2"] == (
         "rule break stays (db2 on hv1 with db1, anti-affinity group [db1, db2]): no destination:"
         " hv2 load 0.62 + 0.12 = 0.75 > max_load_candidate 0.65")
+
+
+def test_pool_bounds_are_the_most_any_host_not_in_maintenance_could_take():
+    cluster = [host("hv1", [domain("a", 4.0)], memory_free_mb=8192),  # 8 CPUs at 0.5: 0.8 core to 0.6
+               host("hv2", [domain("b", 1.0)], cpus=16, memory_free_mb=4096),  # 16 at 0.0625: 8.6 cores
+               host("hv3", [], memory_free_mb=65536)]  # the most of all, but in maintenance
+    policy = parse_policy({"now": NOW, "max_load_candidate": 0.6, "memory_reserve_mb": 512, "maintenance": ["hv3"]})
+    hosts = ClusterState(parse_cluster(cluster), policy).arrays
+    assert rules.MaxLoadCandidate.most_cpu(hosts, policy) == pytest.approx(0.6 * 16 - 1.0)
+    assert rules.Memory.most_memory(hosts, policy) == 8192 - 512
