@@ -331,19 +331,24 @@ def test_damaged_state_files_are_warned_about_and_the_run_goes_on(lab, make_gues
                     "each warned about, the run planned, the files written afresh")
 
 
-def skewed_inventory(lab, tmp_path, host, offset):
-    """An inventory to add after the lab's: ``host``'s modules run with its clock ``offset`` seconds off.
-    The lab's hosts share the kernel's clock, so the skew is given to the module's Python (time.time)."""
-    site = tmp_path / f"clock{offset:+d}"
+def shimmed_inventory(tmp_path, name, host, sitecustomize):
+    """An inventory to add after the lab's: ``host``'s modules run with ``sitecustomize`` (Python source) loaded."""
+    site = tmp_path / name
     site.mkdir()
-    (site / "sitecustomize.py").write_text(
-        "import time\n_real = time.time\ntime.time = lambda: _real() + %d\n" % offset)
+    (site / "sitecustomize.py").write_text(sitecustomize)
     wrapper = site / "python"
     wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={site} exec {demo.REPO / '.venv' / 'bin' / 'python'} \"$@\"\n")
     wrapper.chmod(0o755)
     inventory = site / "inventory.yml"
     inventory.write_text(json.dumps({"all": {"hosts": {host: {"ansible_python_interpreter": str(wrapper)}}}}))
     return inventory
+
+
+def skewed_inventory(lab, tmp_path, host, offset):
+    """An inventory to add after the lab's: ``host``'s modules run with its clock ``offset`` seconds off.
+    The lab's hosts share the kernel's clock, so the skew is given to the module's Python (time.time)."""
+    return shimmed_inventory(tmp_path, f"clock{offset:+d}", host,
+                             "import time\n_real = time.time\ntime.time = lambda: _real() + %d\n" % offset)
 
 
 def test_a_hypervisor_clock_minutes_off_then_set_back(lab, make_guests, tmp_path):
@@ -400,15 +405,7 @@ for _name in ("migrateToURI3", "migrate3"):
 
 def paused_arrival_inventory(tmp_path, host):
     """An inventory to add after the lab's: ``host``'s modules run with ARRIVE_PAUSED as their sitecustomize."""
-    site = tmp_path / "arrive-paused"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(ARRIVE_PAUSED)
-    wrapper = site / "python"
-    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={site} exec {demo.REPO / '.venv' / 'bin' / 'python'} \"$@\"\n")
-    wrapper.chmod(0o755)
-    inventory = site / "inventory.yml"
-    inventory.write_text(json.dumps({"all": {"hosts": {host: {"ansible_python_interpreter": str(wrapper)}}}}))
-    return inventory
+    return shimmed_inventory(tmp_path, "arrive-paused", host, ARRIVE_PAUSED)
 
 
 def test_a_migration_that_arrives_paused_is_a_failure_and_nothing_is_resumed(lab, make_guests, tmp_path):
