@@ -3,8 +3,8 @@
 """xen.drs placement policy: which running domains to live-migrate where, and why.
 
 Python with numpy (relative imports, no I/O; the search tests every host at once on numpy arrays,
-and the exact engine uses highspy when it is installed) and deterministic: the same cluster and policy give the same plan whatever the order of hosts, domains
-or samples. The filter xen.drs.rebalance_plan, the benchmarks and the tests all call plan().
+and the exact engine uses highspy when it is installed) and deterministic: the same cluster and
+policy give the same plan whatever the order of hosts, domains or samples. The filter xen.drs.rebalance_plan, the benchmarks and the tests all call plan().
 
 Layout, one job per module:
   model.py      parsing and validation; POLICY, the one table of policy keys and defaults

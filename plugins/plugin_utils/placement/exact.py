@@ -49,7 +49,7 @@ The model (the end state of the plan; one binary x[d, h] per candidate domain d 
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from . import objective, rules
@@ -417,6 +417,10 @@ class _Model:
             count += fewest or 0
         return count
 
+    def chosen(self, values):
+        """The (domain, destination) pairs a solution moves, sorted."""
+        return [key for key, col in sorted(self.x.items()) if values[col] > 0.5]
+
     def cut_cycle(self, stuck):
         """Forbid moves that wait for each other all together: among the `stuck` (domain, destination)
         pairs of a plan with no executable order, a cycle of moves each going where the next one leaves
@@ -627,16 +631,15 @@ def improve(planning, greedy_moves, greedy_objective):
     cleared = greedy_objective[:2] == (0, 0) and greedy_left_over <= STAGE_TOLERANCE
     warm = {model.x[m.domain.name, m.destination] for m in greedy_moves}
 
-    def stuck_of(values):
-        """[] when the plan has an executable order (the state is left as it was), else the waiting pairs."""
-        ordered, stuck = _order(planning, [key for key, col in sorted(model.x.items()) if values[col] > 0.5])
-        if ordered is not None:
-            state.undo_to(0)
-        return stuck
+    def has_order(values):
+        """Whether the plan has an executable order (the state is left as it was)."""
+        ordered, _stuck = _order(planning, model.chosen(values))
+        state.undo_to(0)
+        return ordered is not None
 
     cuts = 0
     while True:
-        staged = _staged(model, warm, deadline, cleared, greedy_objective, stuck_of)
+        staged = _staged(model, warm, deadline, cleared, greedy_objective, has_order)
         if staged.failed:
             _restore(state, applied)
             return Outcome(status=staged.status, optimal=False)
@@ -645,7 +648,7 @@ def improve(planning, greedy_moves, greedy_objective):
         # only improves lower tiers, and may have picked a cycle where an earlier plan had none)
         ordered, last_stuck = None, None
         for back, values in enumerate(reversed(staged.plans)):
-            ordered, stuck = _order(planning, [key for key, col in sorted(model.x.items()) if values[col] > 0.5])
+            ordered, stuck = _order(planning, model.chosen(values))
             last_stuck = stuck if last_stuck is None else last_stuck
             if ordered is not None:
                 if back:
@@ -677,13 +680,12 @@ class _Staged:
     gap: Optional[float] = None
     status: str = "optimal"
     failed: bool = False
-    stuck: list = field(default_factory=list)  # the waiting pairs of a counted plan with no executable order
 
 
-def _staged(model, warm, deadline, cleared, greedy_objective, stuck_of):
+def _staged(model, warm, deadline, cleared, greedy_objective, has_order):
     """The stages of improve(), from the greedy plan `warm` (x columns set to 1), until `deadline`.
 
-    The plan that counts the migrations is checked for an executable order (stuck_of) before the peak
+    The plan that counts the migrations is checked for an executable order (has_order) before the peak
     is optimised: without one, the staged solve stops there, for improve() to cut the cycle."""
     budget = deadline - time.monotonic()
     values = [0.0] * len(model.columns)
@@ -708,8 +710,7 @@ def _staged(model, warm, deadline, cleared, greedy_objective, stuck_of):
             caps = clear + model.held(2, values)
             if clear_status != "Optimal":
                 found.proven, found.status = False, clear_status
-            found.stuck = stuck_of(values)
-            if found.stuck:
+            if not has_order(values):
                 return found
     for tier in (1, 2, 3):
         if tier < 3 and counted:
@@ -740,10 +741,8 @@ def _staged(model, warm, deadline, cleared, greedy_objective, stuck_of):
         if stage_status != "Optimal":
             found.status = stage_status
         caps += model.held(tier, values)
-        if tier == 2:
-            found.stuck = stuck_of(values)
-            if found.stuck:
-                return found
+        if tier == 2 and not has_order(values):
+            return found
     if not found.plans:
         found.plans.append(values)  # every stage skipped: the greedy plan is the answer
     return found

@@ -128,10 +128,6 @@ class Pin:
         return allowed is None or host_name in allowed
 
     @classmethod
-    def surely_rejects(cls, domain, dest, policy, after):
-        return not cls.allows(domain.name, dest.name, policy)
-
-    @classmethod
     def _hosts(cls, name, policy):
         return ", ".join(sorted(getattr(policy, cls.pins)[name]))
 
@@ -158,7 +154,7 @@ class MaxLoadCandidate:
 
     @staticmethod
     def surely_rejects(domain, dest, policy, after):
-        return after > policy.max_load_candidate + TOLERANCE  # not may_fit, for arrays too
+        return np.logical_not(MaxLoadCandidate.may_fit(after, policy))
 
     @staticmethod
     def most_cpu(hosts, policy):
@@ -190,7 +186,7 @@ class Memory:
 
     @staticmethod
     def surely_rejects(domain, dest, policy, after):
-        return dest.free_mb < Memory.needed_mb(domain, policy)  # not fits, for arrays too
+        return np.logical_not(Memory.fits(dest.free_mb, domain.memory_mb, policy))
 
     @staticmethod
     def most_memory(hosts, policy):
@@ -221,10 +217,7 @@ class MaxMemoryCandidate:
 
     @staticmethod
     def surely_rejects(domain, dest, policy, after):
-        if policy.memory_candidate is None:
-            return False
-        # not may_fit, for arrays too
-        return dest.used_mb + domain.memory_mb > (policy.memory_candidate + TOLERANCE) * dest.memory_mb
+        return np.logical_not(MaxMemoryCandidate.may_fit(dest.used_mb + domain.memory_mb, dest.memory_mb, policy))
 
     @staticmethod
     def rejects(domain, dest, state, policy):
@@ -326,9 +319,7 @@ class MaxVmPerHost:
 
     @staticmethod
     def surely_rejects(domain, dest, policy, after):
-        if policy.max_vm_per_host is None:
-            return False
-        return dest.running + 1 > policy.max_vm_per_host  # not fits, for arrays too
+        return np.logical_not(MaxVmPerHost.fits(dest.running + 1, policy))
 
     @staticmethod
     def rejects(domain, dest, state, policy):

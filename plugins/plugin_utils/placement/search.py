@@ -87,6 +87,17 @@ class Search:
                 return best
         return self._scan_rules(domain, source, only, keep_soft=False)
 
+    def _open_to(self, domain, source):
+        """The hosts the domain could be sent to at all, as a mask over state.arrays: not `source`, not in
+        maintenance (rules.Maintenance), and among its pinned hosts if it has any (rules.Pin)."""
+        hosts = self.state.arrays
+        possible = np.logical_not(rules.Maintenance.surely_rejects(domain, hosts, self.policy, None))
+        possible[hosts.position[source.name]] = False
+        pinned = rules.Pin.pinned_to(domain.name, self.policy)
+        if pinned is not None:
+            possible &= hosts.mask(pinned)
+        return possible
+
     def _scan_rules(self, domain, source, only, keep_soft):
         """Best allowed destination by objective.destination_rank, among `only` or all hosts.
 
@@ -96,13 +107,9 @@ class Search:
         policy, hosts = self.policy, self.state.arrays
         after = hosts.load + domain.cpu / hosts.cpus
         busy_after = hosts.busy_load + busy_demand(domain) / hosts.cpus
-        possible = np.logical_not(rules.Maintenance.surely_rejects(domain, hosts, policy, after))
-        possible[hosts.position[source.name]] = False
+        possible = self._open_to(domain, source)
         for rule in rules.NUMERIC:
             possible &= np.logical_not(rule.surely_rejects(domain, hosts, policy, after))
-        pinned = rules.Pin.pinned_to(domain.name, policy)
-        if pinned is not None:
-            possible &= hosts.mask(pinned)
         if only is not None:
             possible &= hosts.mask(s.name for s in only)
         found = np.flatnonzero(possible)
@@ -134,13 +141,9 @@ class Search:
         # would have (a lower bound of the pair's peak): the exact checks stop at the first pair
         # that can no longer beat the best found. The hosts first, all at once (state.HostArrays).
         hosts = state.arrays
-        possible = ((hosts.load <= policy.load_threshold) & ~hosts.maintenance
+        possible = (self._open_to(domain, source) & (hosts.load <= policy.load_threshold)
                     & (hosts.load + (domain.cpu - self.biggest_cpu) / hosts.cpus <= limit)
                     & (hosts.free_mb + self.biggest_mb >= need_mb))
-        possible[hosts.position[source.name]] = False
-        pinned = rules.Pin.pinned_to(domain.name, policy)
-        if pinned is not None:
-            possible &= hosts.mask(pinned)
         found = np.flatnonzero(possible)
         # In a big pool only the calmest hosts are looked at (the search is hosts x domains).
         found = found[np.lexsort((found, hosts.load[found]))][:ROOM_HOSTS]
