@@ -72,23 +72,53 @@ def gone(holder, mine):
     return None
 
 
+def run_taking_over(execute, args, warn, lock_key=None):
+    """Run a module that takes the run lock; take over the lock of a dead run of this control node.
+
+    ``execute(args)`` runs the module and returns its result; ``warn(text)`` shows a warning. The lock's
+    options are ``args`` itself (run_lock) or ``args[lock_key]`` (hypervisor_info's ``lock``), and what
+    taking it did is the result itself or its ``run_lock``. The controller is
+    filled in when the lock is to be taken; when the module refuses because the holder's run is certainly
+    dead, it runs once more with ``take_over`` set to exactly that owner (the module takes the lock only if
+    that owner still holds it). Returns the result, with ``taken_over`` where it took over.
+    """
+    lock = args if lock_key is None else args.get(lock_key)
+    if not lock or (lock_key is None and lock.get("state", "acquired") != "acquired"):
+        return execute(args)
+
+    def with_lock(options):
+        return options if lock_key is None else dict(args, **{lock_key: options})
+
+    if not lock.get("controller"):
+        controller = this_controller()
+        if controller is not None:
+            lock = dict(lock, controller=controller)
+    result = execute(with_lock(lock))
+    taking = result if lock_key is None else result.get("run_lock") or {}
+    holder = taking.get("holder")
+    if result.get("failed") and holder and lock.get("controller") and not lock.get("take_over"):
+        reason = gone(holder, lock["controller"])
+        if reason:
+            warn(f"{reason}: taking over its lock")
+            result = execute(with_lock(dict(lock, take_over=holder["owner"])))
+            taken = {"owner": holder["owner"], "reason": reason}
+            if lock_key is None:
+                result["taken_over"] = taken
+            else:
+                result.setdefault("run_lock", {})["taken_over"] = taken
+    return result
+
+
 class ActionModule(ActionBase):
     """Take or release the lock through the module; take over the lock of a dead run of this controller."""
 
     def run(self, tmp=None, task_vars=None):
         super().run(tmp, task_vars)
-        args = dict(self._task.args)
-        if args.get("state", "acquired") == "acquired" and not args.get("controller"):
-            controller = this_controller()
-            if controller is not None:
-                args["controller"] = controller
-        result = self._execute_module(module_name="xen.drs.run_lock", module_args=args, task_vars=task_vars)
-        holder = result.get("holder")
-        if result.get("failed") and holder and args.get("controller") and not args.get("take_over"):
-            reason = gone(holder, args["controller"])
-            if reason:
-                display.warning(f"{task_vars.get('inventory_hostname')}: {reason}: taking over its lock")
-                result = self._execute_module(module_name="xen.drs.run_lock",
-                                              module_args=dict(args, take_over=holder["owner"]), task_vars=task_vars)
-                result["taken_over"] = {"owner": holder["owner"], "reason": reason}
-        return result
+
+        def execute(args):
+            return self._execute_module(module_name="xen.drs.run_lock", module_args=args, task_vars=task_vars)
+
+        def warn(text):
+            display.warning(f"{task_vars.get('inventory_hostname')}: {text}")
+
+        return run_taking_over(execute, dict(self._task.args), warn)

@@ -137,11 +137,72 @@ options:
       - Never happens in check mode.
     type: bool
     default: true
+  lock:
+    description:
+      - Take the run lock of M(xen.drs.run_lock) first, in the same module run, and measure only once it is held,
+        so that a run locks and measures a host with one module run (one ssh round trip and module transfer
+        instead of two). The rebalance, evacuate and shadow playbooks do so.
+      - The lock is taken exactly as M(xen.drs.run_lock) takes it with O(xen.drs.run_lock#module:state=acquired),
+        with the same options (see there), and the action plugin of this module fills in O(lock.controller) and takes
+        over the lock of a dead run of this control node (O(lock.take_over)) as the run_lock action plugin does.
+      - When another run holds the lock, the module fails without measuring anything, naming the holder, and
+        returns it in RV(run_lock.holder) with RV(run_lock.acquired=false). When the lock was taken but the host
+        could not be measured, the module fails with RV(run_lock.acquired=true), so the caller knows to release it.
+      - Without this option no lock is taken or checked.
+    type: dict
+    suboptions:
+      owner:
+        description: The run that takes the lock (see O(xen.drs.run_lock#module:owner)).
+        type: str
+        required: true
+      path:
+        description: The lock file (see O(xen.drs.run_lock#module:path)).
+        type: path
+        default: /run/xen-drs/rebalance.lock
+      ttl:
+        description: Seconds after which the lock is stale (see O(xen.drs.run_lock#module:ttl)).
+        type: int
+        default: 3600
+      runner:
+        description: Free text stored in the lock to tell people who holds it (see O(xen.drs.run_lock#module:runner)).
+        type: str
+      controller:
+        description:
+          - The C(ansible-playbook) process that runs this playbook (see O(xen.drs.run_lock#module:controller)). The action
+            plugin sets it; set it by hand only to test.
+        type: dict
+        suboptions:
+          host:
+            description: The control node's host name.
+            type: str
+            required: true
+          machine_id:
+            description: The control node's machine id.
+            type: str
+          boot_id:
+            description: The control node's boot id.
+            type: str
+            required: true
+          pid_ns:
+            description: The inode of the PID namespace C(ansible-playbook) runs in.
+            type: int
+          pid:
+            description: The process id of C(ansible-playbook).
+            type: int
+            required: true
+          start:
+            description: Its start time (clock ticks after boot).
+            type: int
+            required: true
+      take_over:
+        description: The owner of a lock whose run is known to be dead (see O(xen.drs.run_lock#module:take_over)); the action plugin sets it.
+        type: str
 requirements:
   - libvirt-python (the C(libvirt) Python module) on the host the module runs on
 notes:
   - Xen's control domain (Domain-0, domain ID 0) is not listed as a domain. Its CPUs are accounted for with O(reserved_cpus).
-  - The module only reads libvirt (it opens a read-only connection) and reports RV(ignore:changed=false), also when it records a sample.
+  - The module only reads libvirt (it opens a read-only connection) and reports RV(ignore:changed=false), also when it records a sample
+    or takes the lock (RV(run_lock.changed) tells whether it wrote the lock file).
   - Uses only libvirt calls that the libxl (Xen) and QEMU drivers both implement (node info, free memory, domain info,
     the domain's XML description).
   - On Xen, libvirt's node info is the whole machine, so RV(hypervisor.memory_mb) includes Domain-0's memory and Xen's
@@ -167,6 +228,15 @@ EXAMPLES = r"""
 - name: Show the load and the busiest domain
   ansible.builtin.debug:
     msg: "{{ hv.hypervisor.load }} / {{ hv.hypervisor.domains | sort(attribute='cpu') | last }}"
+
+- name: Take the run lock and measure, in one module run (measures nothing if another run holds the lock)
+  xen.drs.hypervisor_info:
+    name: "{{ inventory_hostname }}"
+    lock:
+      owner: "{{ xen_drs_run_id }}"
+      runner: "awx job {{ awx_job_id | default('manual') }}"
+      ttl: 1800
+  register: hv
 
 - name: Measure a QEMU host without recording the sample
   xen.drs.hypervisor_info:
@@ -300,6 +370,38 @@ migrations:
   type: list
   elements: dict
   sample: [{time: 1764000000.123, vm: web1, uuid: 4dea22b3-1d52-d8f3-2516-782e98ab3fa0, source: hv1, destination: hv2}]
+run_lock:
+  description:
+    - What taking the lock did (O(lock)), as M(xen.drs.run_lock) returns it, also when the module failed.
+  returned: when O(lock) is given
+  type: dict
+  contains:
+    acquired:
+      description:
+        - Whether this owner holds the lock (in check mode, whether it would). When false, nothing was measured.
+      type: bool
+      sample: true
+    changed:
+      description: Whether the lock file was written (in check mode, whether it would be).
+      type: bool
+      sample: true
+    lock:
+      description: The lock this owner holds, as written in the lock file (see RV(xen.drs.run_lock#module:lock)).
+      type: dict
+      returned: when RV(run_lock.acquired) is true
+    holder:
+      description: The lock found in place before (see RV(xen.drs.run_lock#module:holder)).
+      type: dict
+      returned: when a lock file existed
+    taken_over:
+      description: Set by the action plugin when it took over the lock of a dead run of this control node.
+      type: dict
+      returned: when the lock of a dead run was taken over
+      sample: {owner: 20261125T160000Z-a1b2, reason: "run 20261125T160000Z-a1b2's ansible-playbook (pid 4100 on ctl1) is no longer running"}
+    lock_file:
+      description: The lock file.
+      type: str
+      sample: /run/xen-drs/rebalance.lock
 """
 
 import time
@@ -319,6 +421,8 @@ from ansible_collections.xen.drs.plugins.module_utils._libvirt import (
     parse_tags,
     state_name,
 )
+from ansible_collections.xen.drs.plugins.module_utils._run_lock import LOCK_SPEC, LockError, read_lock_quietly
+from ansible_collections.xen.drs.plugins.module_utils._run_lock import run as run_lock
 from ansible_collections.xen.drs.plugins.module_utils._state import (
     ARCHIVE_DAYS,
     archive_add,
@@ -567,20 +671,44 @@ def get_argument_spec():
         archive_days=dict(type="int", default=14),
         controller_time=dict(type="float"),
         record_sample=dict(type="bool", default=True),
+        lock=dict(type="dict", options=LOCK_SPEC),
     )
+
+
+def take_lock(module):
+    """Take the run lock (O(lock)) as run_lock does; fails the module, measuring nothing, if it is not taken.
+
+    Returns what taking it did (RV(run_lock)), or None without O(lock)."""
+    lock = module.params["lock"]
+    if lock is None:
+        return None
+    try:
+        result, warnings = run_lock(dict(lock, state="acquired"), module.check_mode, time.time())
+    except LockError as exc:
+        holder = read_lock_quietly(lock["path"], lock["ttl"])
+        module.fail_json(msg=str(exc), run_lock=dict(lock_file=lock["path"], acquired=False, changed=False,
+                                                     **({"holder": holder} if holder else {})))
+    for warning in warnings:
+        module.warn(warning)
+    result.pop("diff", None)
+    result.pop("released", None)
+    return result
 
 
 def main():
     module = AnsibleModule(argument_spec=get_argument_spec(), supports_check_mode=True)
+    locked = take_lock(module)
+    # from here on the lock (if asked for) is held: every failure says so, for the caller to release it
+    extra = {} if locked is None else {"run_lock": locked}
     if not HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR, **extra)
     try:
         result = gather(module)
     except (ValueError, LibvirtConnectionError) as err:
-        module.fail_json(msg=str(err))
+        module.fail_json(msg=str(err), **extra)
     except LibvirtError as err:
-        module.fail_json(msg=f"libvirt at '{module.params['uri']}': {describe_error(err)}")
-    module.exit_json(**result)
+        module.fail_json(msg=f"libvirt at '{module.params['uri']}': {describe_error(err)}", **extra)
+    module.exit_json(**result, **extra)
 
 
 if __name__ == "__main__":

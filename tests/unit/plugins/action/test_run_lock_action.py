@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from ansible_collections.xen.drs.plugins.action import hypervisor_info as hypervisor_info_action
 from ansible_collections.xen.drs.plugins.action import run_lock
 
 BOOT_ID = open(run_lock.BOOT_ID, encoding="utf-8").read().strip()
@@ -150,3 +151,62 @@ def test_a_take_over_that_fails_is_not_tried_again(action):
 def test_releasing_sends_no_controller(action):
     result, calls, _warnings = action({"owner": "run-2", "state": "released"}, {"changed": True})
     assert result["changed"] and calls == [("xen.drs.run_lock", {"owner": "run-2", "state": "released"})]
+
+
+# ------------------------------------------------------- hypervisor_info's action plugin: the same, in ``lock``
+
+
+class MeasuringPlugin(hypervisor_info_action.ActionModule):
+    """hypervisor_info's action plugin with the module's answers given in advance and its calls recorded."""
+
+    def __init__(self, args, answers):  # pylint: disable=super-init-not-called
+        self._task = type("Task", (), {"args": args})()
+        self.answers, self.calls = list(answers), []
+
+    def _execute_module(self, module_name=None, module_args=None, task_vars=None, **_kwargs):
+        self.calls.append((module_name, dict(module_args)))
+        return dict(self.answers.pop(0))
+
+
+@pytest.fixture
+def measure(monkeypatch):
+    monkeypatch.setattr(hypervisor_info_action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    monkeypatch.setattr(run_lock, "this_controller", lambda: dict(MINE))
+    warnings = []
+    monkeypatch.setattr(hypervisor_info_action.display, "warning", warnings.append)
+
+    def run(args, *answers):
+        plugin = MeasuringPlugin(args, answers)
+        result = plugin.run(task_vars={"inventory_hostname": "hv1"})
+        return result, plugin.calls, warnings
+    return run
+
+
+MEASURED = {"hypervisor": {"name": "hv1"}, "run_lock": {"acquired": True}}
+
+
+def test_measuring_with_the_lock_names_this_controller_in_the_lock_only(measure):
+    result, calls, warnings = measure({"name": "hv1", "lock": {"owner": "run-2"}}, MEASURED)
+    assert result == MEASURED and warnings == []
+    assert calls == [("xen.drs.hypervisor_info", {"name": "hv1", "lock": {"owner": "run-2", "controller": MINE}})]
+
+
+def test_measuring_without_the_lock_sends_no_controller(measure):
+    _result, calls, _warnings = measure({"name": "hv1"}, {"hypervisor": {}})
+    assert calls == [("xen.drs.hypervisor_info", {"name": "hv1"})]
+
+
+def test_measuring_takes_over_the_lock_of_a_dead_run_of_this_controller_only(measure):
+    pid, start = dead_process()
+    refusal = {"failed": True, "msg": "held by run-1", "run_lock": {"acquired": False, "holder": holder(pid=pid, start=start)}}
+    result, calls, warnings = measure({"name": "hv1", "lock": {"owner": "run-2"}}, refusal, MEASURED)
+    assert [args["lock"].get("take_over") for _name, args in calls] == [None, "run-1"]
+    assert calls[1][1]["lock"]["controller"] == MINE and calls[1][1]["name"] == "hv1"
+    assert result["hypervisor"] and result["run_lock"]["taken_over"]["owner"] == "run-1"
+    assert len(warnings) == 1 and "no longer running" in warnings[0] and warnings[0].startswith("hv1: ")
+
+
+def test_measuring_never_takes_a_live_runs_lock(measure):
+    refusal = {"failed": True, "msg": "held by run-1", "run_lock": {"acquired": False, "holder": holder()}}
+    result, calls, warnings = measure({"name": "hv1", "lock": {"owner": "run-2"}}, refusal)
+    assert result["failed"] and len(calls) == 1 and warnings == []

@@ -453,3 +453,59 @@ def test_samples_from_the_future_are_dropped_and_a_future_record_counts_as_now(h
     assert now - 1 <= busy["last_migration"]["time"] <= time.time()  # its cooldown starts now, not in an hour
     # the records the plan merges across hosts say the same (reconcile_records keeps the newest time)
     assert [r["time"] for r in result["migrations"]] == [busy["last_migration"]["time"]]
+
+
+# ------------------------------------------------------------------ lock: take the run lock, then measure
+
+
+def lock_args(tmp_path, owner="run-2", **extra):
+    return args(tmp_path, lock=dict(dict(owner=owner, runner="cron on ctl", path=str(tmp_path / "run" / "rebalance.lock"),
+                                         ttl=600), **extra))
+
+
+def test_with_lock_the_lock_is_taken_then_the_host_measured(host, tmp_path, run_module):
+    result = run_module(hypervisor_info, lock_args(tmp_path))
+    assert not result.get("failed"), result
+    assert result["hypervisor"]["load"] == 0.375 and (tmp_path / "state.json").exists()
+    lock = json.loads((tmp_path / "run" / "rebalance.lock").read_text())
+    assert (lock["owner"], lock["runner"]) == ("run-2", "cron on ctl")
+    assert result["run_lock"]["acquired"] and result["run_lock"]["lock"] == lock
+    assert result["changed"] is False  # bookkeeping: run_lock.changed says the lock file was written
+    assert result["run_lock"]["changed"] is True
+    assert oct((tmp_path / "run").stat().st_mode & 0o777) == "0o700"
+    assert oct((tmp_path / "run" / "rebalance.lock").stat().st_mode & 0o777) == "0o600"
+
+
+def test_with_lock_held_by_another_run_nothing_is_measured(host, fake, tmp_path, run_module):
+    run_module(hypervisor_info, lock_args(tmp_path, owner="run-1"))
+    (tmp_path / "state.json").unlink()
+    held = (tmp_path / "run" / "rebalance.lock").read_text()
+    opened = len(fake.opened)
+    result = run_module(hypervisor_info, lock_args(tmp_path))
+    assert result["failed"] and "held by run run-1" in result["msg"] and "hypervisor" not in result
+    assert result["run_lock"]["acquired"] is False and result["run_lock"]["holder"]["owner"] == "run-1"
+    assert len(fake.opened) == opened and not (tmp_path / "state.json").exists()  # libvirt not even opened
+    assert (tmp_path / "run" / "rebalance.lock").read_text() == held
+
+
+def test_with_lock_a_host_that_cannot_be_measured_says_its_lock_was_taken(fake, tmp_path, run_module):
+    result = run_module(hypervisor_info, dict(lock_args(tmp_path), uri="qemu+tcp://nowhere/system"))
+    assert result["failed"] and "qemu+tcp://nowhere/system" in result["msg"]
+    assert result["run_lock"]["acquired"] is True  # for the caller to release it
+    assert json.loads((tmp_path / "run" / "rebalance.lock").read_text())["owner"] == "run-2"
+
+
+def test_with_lock_in_check_mode_nothing_is_written(host, tmp_path, run_module):
+    result = run_module(hypervisor_info, lock_args(tmp_path), check_mode=True)
+    assert result["run_lock"]["acquired"] and result["hypervisor"]["load"] == 0.375
+    assert not (tmp_path / "run").exists() and not (tmp_path / "state.json").exists()
+
+
+def test_with_lock_a_stale_lock_is_taken_over_with_a_warning(host, tmp_path, run_module):
+    path = tmp_path / "run" / "rebalance.lock"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"owner": "run-0", "time": time.time() - 900, "expires": time.time() - 300}))
+    result = run_module(hypervisor_info, lock_args(tmp_path))
+    assert result["run_lock"]["acquired"] and result["run_lock"]["holder"]["owner"] == "run-0"
+    assert any("stale" in w and "run-0" in w for w in result["warnings"]), result["warnings"]
+    assert json.loads(path.read_text())["owner"] == "run-2"

@@ -17,6 +17,10 @@ import pytest
 from ansible_collections.xen.drs.plugins.modules import run_lock
 
 MODULE = run_lock.__file__
+# The module imports the collection's module_utils (AnsiballZ ships them to a host): its process finds them
+# where this test process found the collection.
+MODULE_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
+    MODULE[:MODULE.rindex(f"{os.sep}ansible_collections{os.sep}")], os.environ.get("PYTHONPATH")])))
 
 
 def run_module(tmp_path, check_mode=False, diff=False, **args):
@@ -27,7 +31,7 @@ def run_module(tmp_path, check_mode=False, diff=False, **args):
     args_file = tmp_path / f"args-{os.getpid()}-{time.monotonic_ns()}.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": params}))
     proc = subprocess.run([sys.executable, MODULE, str(args_file)], capture_output=True, text=True,
-                          check=False, timeout=60)
+                          check=False, timeout=60, env=MODULE_ENV)
     assert proc.stdout, proc.stderr
     result = json.loads(proc.stdout)
     # ansible-core 2.19 returns warnings as structured events; older ones as strings
