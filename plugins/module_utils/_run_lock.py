@@ -18,6 +18,8 @@ import socket
 import time
 from contextlib import contextmanager
 
+from ansible_collections.xen.drs.plugins.module_utils._state import make_directories
+
 DEFAULT_PATH = "/run/xen-drs/rebalance.lock"
 DEFAULT_TTL = 3600
 
@@ -163,7 +165,7 @@ def run(params, check_mode, now):
             if check_mode:
                 # Nothing can hold a lock in a directory that does not exist yet.
                 return run_without_directory(params)
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+            make_directories(directory, 0o700)  # and its missing parents, 0700 too
         with directory_guard(directory):
             if params["state"] == "acquired":
                 return acquire(path, params, check_mode, now)

@@ -37,6 +37,7 @@ those seen last.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -361,15 +362,43 @@ def file_mode(text, field="mode"):
     return mode
 
 
+def make_directories(directory, mode):
+    """Create ``directory`` and every missing parent with exactly ``mode`` (whatever the umask: os.makedirs
+    gives new parents 0777 less the umask, often world-readable 0755); existing directories keep theirs.
+    Returns whether ``directory`` itself was created."""
+    directory = target = os.path.abspath(directory)
+    missing = []
+    while not os.path.lexists(directory):  # up to the first that exists (mkdir under a file: Not a directory)
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    created = False
+    for path in reversed(missing):  # the outermost first
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:  # another run created it at the same moment: it set its mode
+            if not os.path.isdir(path):
+                raise
+            created = False
+            continue
+        os.chmod(path, mode)  # exact, whatever the umask
+        created = True
+    if not os.path.isdir(target):  # it is there, but not a directory (as os.makedirs says)
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target)
+    return created
+
+
 def write_atomically(path, write, prefix=".xen-drs-", mode=None):
     """Call ``write(handle)`` on a temporary file beside ``path``, fsync it and rename it to ``path``.
 
     Readers see the old file or the new one, never a part. The temporary file's name starts with
     ``prefix`` and ends with ``.tmp`` (so a reader globbing ``*.prom`` or ``*.json`` skips it), and is
-    removed if anything fails. A missing directory is created with mode 0700. ``mode`` (e.g. 0o644)
-    is the file's mode, else mkstemp's 0600."""
+    removed if anything fails. A missing directory (and any missing parent) is created with mode 0700.
+    ``mode`` (e.g. 0o644) is the file's mode, else mkstemp's 0600."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    make_directories(directory, 0o700)
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -107,7 +107,8 @@ options:
     default: 0
   state_path:
     description:
-      - Path of the state file on the machine the module runs on. Its directory is created with mode 0700.
+      - Path of the state file on the machine the module runs on. Its directory, and any missing parent of it, is
+        created with mode 0700.
     type: path
     default: /var/lib/xen-drs/state.json
   history_minutes:

@@ -14,8 +14,8 @@ description:
   - Writes O(report) as C(DIR/NAME.json) and O(html) as C(DIR/NAME.html), each replaced atomically. A
     temporary file C(.xen-drs-report-*.tmp) in O(dir) is written, flushed to disk and renamed, so a reader
     never sees a partial report.
-  - O(dir) is created with O(dir_mode) when it does not exist; an existing directory keeps its mode (it may
-    be one the user shares, such as C(/tmp)).
+  - O(dir) is created with O(dir_mode) when it does not exist, and so is each of its parents that does not exist
+    (whatever the umask); an existing directory keeps its mode (it may be one the user shares, such as C(/tmp)).
   - The playbooks run it once per run on the control node. It replaces a directory task and two template
     tasks, which cost four module runs.
 author:
@@ -88,7 +88,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.xen.drs.plugins.module_utils._state import file_mode, write_atomically
+from ansible_collections.xen.drs.plugins.module_utils._state import file_mode, make_directories, write_atomically
 
 
 def report_paths(directory, name):
@@ -96,16 +96,6 @@ def report_paths(directory, name):
     if not name or name in (".", "..") or "/" in name or "\0" in name:
         raise ValueError(f"name must be a file name without a directory, got {name!r}")
     return [os.path.join(directory, f"{name}.json"), os.path.join(directory, f"{name}.html")]
-
-
-def make_directory(directory, mode):
-    """Create ``directory`` (and missing parents) with ``mode``; an existing one is left as it is.
-    Returns whether it was created."""
-    if os.path.isdir(directory):
-        return False
-    os.makedirs(directory, exist_ok=True)  # another run may create it at the same moment
-    os.chmod(directory, mode)  # exact, whatever the umask
-    return True
 
 
 def write_reports(params, check_mode):
@@ -116,7 +106,7 @@ def write_reports(params, check_mode):
     texts = [json.dumps(params["report"], indent=4, sort_keys=True), params["html"]]
     if check_mode:
         return dict(changed=True, paths=paths, created_dir=not os.path.isdir(directory))
-    created = make_directory(directory, dir_mode)
+    created = make_directories(directory, dir_mode)  # and its missing parents, each with dir_mode
     for path, text in zip(paths, texts):
         write_atomically(path, lambda handle, text=text: handle.write(text), prefix=".xen-drs-report-", mode=mode)
     return dict(changed=True, paths=paths, created_dir=created)

@@ -48,7 +48,7 @@ options:
     default: acquired
   path:
     description:
-      - Lock file, written with mode 0600. Its directory is created (mode 0700) if missing.
+      - Lock file, written with mode 0600. Its directory, and any missing parent of it, is created with mode 0700.
       - Every runner must use the same path; a tmpfs such as C(/run) is fine, since a reboot ends any run.
     type: path
     default: /run/xen-drs/rebalance.lock

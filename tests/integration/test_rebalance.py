@@ -121,6 +121,18 @@ def test_a_bad_host_mapping_stops_the_run_before_any_host_is_touched(lab, pool, 
     assert (demo.placement(lab), host_files(lab), reports(pool)) == before
 
 
+def test_the_report_directory_a_run_creates_is_not_readable_by_others(lab, pool, tmp_path):
+    """The report directory does not exist yet, nor its parent: the run creates both 0750 (whatever the umask),
+    its reports 0640."""
+    reports_dir = tmp_path / "log" / "xen-drs"
+    rc, output, _wall = rebalance(lab, pool, policy=dict(pool["policy"], max_migrations=0), options=(
+        "--extra-vars", json.dumps({"xen_drs_report_dir": str(reports_dir)})))
+    assert rc == 0, output[-4000:]
+    assert {d.name: oct(stat.S_IMODE(d.stat().st_mode)) for d in (reports_dir.parent, reports_dir)} == {
+        "log": "0o750", "xen-drs": "0o750"}
+    written = list(reports_dir.iterdir())
+    assert len(written) == 2 and {oct(stat.S_IMODE(f.stat().st_mode)) for f in written} == {"0o640"}
+
 def test_check_mode_prints_the_plan_and_changes_nothing(lab, pool, tmp_path):
     skip_if_too_busy(pool)
     before = (demo.placement(lab), host_files(lab), reports(pool))
@@ -183,8 +195,8 @@ def test_rebalance_moves_a_busy_guest_and_it_keeps_running(lab, pool, tmp_path):
     assert report["load_after"][destination] > host_entry(report, destination)["load"]
     html = (pool["reports"] / f"xen-drs-{report['run_id']}.html").read_text()
     assert moved in html and 'class="bar after"' in html
-    # nothing the run wrote is readable by others: reports 0640, the state file 0600 (the lab makes the
-    # directories itself; the modules' own directory modes are unit-tested)
+    # nothing the run wrote is readable by others: reports 0640, the state file 0600 (this report directory
+    # is the lab's; a directory the run creates is checked by test_the_report_directory_a_run_creates_...)
     assert {oct(stat.S_IMODE(f.stat().st_mode)) for f in pool["reports"].glob(f"xen-drs-{report['run_id']}.*")} == {"0o640"}
     assert lab.host_exec("hv1", ["stat", "-c", "%a", STATE_FILE]).stdout.strip() == "600"
 

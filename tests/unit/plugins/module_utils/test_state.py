@@ -27,6 +27,7 @@ def test_round_trip_and_directory_mode(tmp_path):
     _state.save_state(str(path), state)
     assert _state.load_state(str(path)) == (state, None)
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(path.parent.parent).st_mode) == 0o700  # the parent it created too
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert json.loads(path.read_text()) == {
         "version": 3, "samples": [[1.0, 0.5, 0.25], [2.0, 0.5]], "domains": {"uuid-a": [[1.0, 0.75], [2.0, 1.0]]},

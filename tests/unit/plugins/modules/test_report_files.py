@@ -29,6 +29,7 @@ def test_both_files_are_written_in_a_new_directory_with_their_modes(tmp_path, ru
     assert json.loads(json_path.read_text(encoding="utf-8")) == REPORT
     assert html_path.read_text(encoding="utf-8") == HTML
     assert stat.S_IMODE(directory.stat().st_mode) == 0o750
+    assert stat.S_IMODE(directory.parent.stat().st_mode) == 0o750  # a parent it created too, whatever the umask
     assert {stat.S_IMODE(p.stat().st_mode) for p in (json_path, html_path)} == {0o640}
     assert sorted(os.listdir(directory)) == sorted(p.name for p in (json_path, html_path))  # no temporary file left
 

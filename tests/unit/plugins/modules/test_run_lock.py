@@ -62,6 +62,16 @@ def test_acquire_creates_the_directory_and_a_json_lock(tmp_path, lock_path):
     assert oct(lock_path.stat().st_mode & 0o777) == "0o600"
 
 
+def test_every_directory_the_lock_needs_is_created_0700_whatever_the_umask(tmp_path):
+    lock_path = tmp_path / "run" / "xen-drs" / "rebalance.lock"
+    old = os.umask(0o002)
+    try:
+        result = run_module(tmp_path, owner="run-1", path=str(lock_path))
+    finally:
+        os.umask(old)
+    assert result["acquired"], result
+    assert [oct(d.stat().st_mode & 0o777) for d in (lock_path.parent.parent, lock_path.parent)] == ["0o700", "0o700"]
+
 def test_second_owner_is_refused_and_the_lock_is_untouched(tmp_path, lock_path):
     run_module(tmp_path, owner="run-1", runner="awx job 7", path=str(lock_path))
     first = lock_path.read_bytes()
