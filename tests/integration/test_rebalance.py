@@ -10,6 +10,8 @@ One pool for the module: hv1 carries two busy guests and an idle one, hv2 an idl
    (a bad host mapping stops a run before it touches a host; the check run reads a good one);
 5. a run started while another one holds the lock is refused and leaves the other one's lock alone;
 6. evacuate.yml empties hv1; its guests keep running elsewhere.
+The real runs carry secrets (a become password, a vault-like variable, a TLS private key): none shows in their
+output or reports. A report directory a run creates, and its parent, are not readable by others.
 Every claim is checked with virsh on the hosts, the hosts' files and the run's JSON report.
 Wall times are printed as figures, not asserted.
 """
@@ -161,20 +163,37 @@ def run_and_report(run, report_dir, label):
 
 
 # Secrets an inventory may hold for a rebalance: none may show in the run's output or its reports. (No
-# ansible_password: set, it makes the ssh connection want sshpass, and the lab logs in with keys.)
-SECRETS = {"ansible_become_password": "become-Pa55-9c2d", "xen_drs_vault_probe": "vault-Pa55-41ab"}
+# ansible_password: set, it makes the ssh connection want sshpass, and the lab logs in with keys.) The
+# collection takes no TLS key itself (libvirt's TLS transport reads its keys from files on the hypervisors),
+# but a pool's inventory may keep one for the roles that install them, so every run carries it: a PEM key,
+# looked for by its body line too, which a leak shows whether raw or JSON-escaped.
+TLS_KEY_BODY = "MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQCxdrsTlsProbe7f3a"
+SECRETS = {"ansible_become_password": "become-Pa55-9c2d", "xen_drs_vault_probe": "vault-Pa55-41ab",
+           "xen_drs_lab_tls_server_key": f"-----BEGIN PRIVATE KEY-----\n{TLS_KEY_BODY}\n-----END PRIVATE KEY-----\n"}
+LEAK_MARKS = [*SECRETS.values(), TLS_KEY_BODY]
+
+
+def secrets_file(directory):
+    """The secrets as an extra-vars file; returns the options that pass it."""
+    path = directory / "secrets.json"
+    path.write_text(json.dumps(SECRETS))
+    return ("--extra-vars", f"@{path}")
+
+
+def assert_no_secret(output, report_dir, run_id):
+    """No secret in the run's output or in its JSON and HTML reports."""
+    written = [f.read_text(errors="replace") for f in report_dir.glob(f"xen-drs-{run_id}.*")]
+    assert len(written) == 2, written
+    for secret in LEAK_MARKS:
+        assert secret not in output and not any(secret in text for text in written), secret
 
 
 def test_rebalance_moves_a_busy_guest_and_it_keeps_running(lab, pool, tmp_path):
     skip_if_too_busy(pool)
     ticks_before = {g: ticks(lab, "hv1", g) for g in BUSY}
-    secrets = tmp_path / "secrets.json"
-    secrets.write_text(json.dumps(SECRETS))
-    report, output = run_and_report(lambda: rebalance(lab, pool, options=("--extra-vars", f"@{secrets}")),
+    report, output = run_and_report(lambda: rebalance(lab, pool, options=secrets_file(tmp_path)),
                                     pool["reports"], "rebalance run")
-    written = [f.read_text(errors="replace") for f in pool["reports"].glob(f"xen-drs-{report['run_id']}.*")]
-    for secret in SECRETS.values():
-        assert secret not in output and not any(secret in text for text in written), secret
+    assert_no_secret(output, pool["reports"], report["run_id"])
     moves = demo.moved(report)
     assert len(moves) == 1 and moves[0]["vm"] in BUSY and moves[0]["verified"]
     moved, destination = moves[0]["vm"], moves[0]["destination"]
@@ -242,17 +261,19 @@ def test_a_run_is_refused_while_another_holds_the_lock(lab, pool):
     assert all(lab.host_exec(h, ["test", "-e", LOCK_FILE], check=False).returncode != 0 for h in lab.hypervisors)
 
 
-def test_evacuate_empties_the_host_and_guests_keep_running(lab, pool):
+def test_evacuate_empties_the_host_and_guests_keep_running(lab, pool, tmp_path):
     on_hv1 = lab.virsh("hv1", "list", "--name").split()
     assert on_hv1, "nothing left on hv1 to evacuate"
     ticks_before = {g: ticks(lab, "hv1", g) for g in on_hv1}
     # room for everything that leaves hv1 (the lab's hosts have 2 CPUs between them all)
     roomy = dict(pool["policy"], load_threshold=0.95, max_load_candidate=0.95)
+    # the evacuation carries the secrets too (it runs whatever the machine's load, unlike the rebalance above)
     rc, output, wall = rebalance(lab, pool, "evacuate.yml", policy=roomy,
-                                 options=("--extra-vars", "xen_drs_evacuate=hv1"))
+                                 options=("--extra-vars", "xen_drs_evacuate=hv1", *secrets_file(tmp_path)))
     report = demo.newest_report(pool["reports"])
     print(f"evacuate run: {wall:.1f} s wall; moved {[(m['vm'], m['destination']) for m in demo.moved(report)]}")
     assert rc == 0, output[-4000:]
+    assert_no_secret(output, pool["reports"], report["run_id"])
     assert lab.virsh("hv1", "list", "--name").split() == []
     placement = demo.placement(lab)
     time.sleep(3)
