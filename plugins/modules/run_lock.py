@@ -186,7 +186,6 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.xen.drs.plugins.module_utils._run_lock import (
     LOCK_SPEC,
     LockError,
-    describe,  # noqa: F401  pylint: disable=unused-import  (kept here for the tests and older callers)
     read_lock_quietly,
     run,
 )

@@ -135,6 +135,7 @@ def test_the_report_directory_a_run_creates_is_not_readable_by_others(lab, pool,
     written = list(reports_dir.iterdir())
     assert len(written) == 2 and {oct(stat.S_IMODE(f.stat().st_mode)) for f in written} == {"0o640"}
 
+
 def test_check_mode_prints_the_plan_and_changes_nothing(lab, pool, tmp_path):
     skip_if_too_busy(pool)
     before = (demo.placement(lab), host_files(lab), reports(pool))

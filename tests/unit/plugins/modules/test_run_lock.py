@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ansible_collections.xen.drs.plugins.module_utils import _run_lock
 from ansible_collections.xen.drs.plugins.modules import run_lock
 
 MODULE = run_lock.__file__
@@ -71,6 +72,7 @@ def test_every_directory_the_lock_needs_is_created_0700_whatever_the_umask(tmp_p
         os.umask(old)
     assert result["acquired"], result
     assert [oct(d.stat().st_mode & 0o777) for d in (lock_path.parent.parent, lock_path.parent)] == ["0o700", "0o700"]
+
 
 def test_second_owner_is_refused_and_the_lock_is_untouched(tmp_path, lock_path):
     run_module(tmp_path, owner="run-1", runner="awx job 7", path=str(lock_path))
@@ -218,6 +220,6 @@ def test_racing_runs_over_a_stale_lock_exactly_one_wins(tmp_path, lock_path):
 
 
 def test_describe_names_owner_runner_host_and_times():
-    text = run_lock.describe({"owner": "r1", "runner": "awx job 3", "host": "hv2",
+    text = _run_lock.describe({"owner": "r1", "runner": "awx job 3", "host": "hv2",
                               "time": 0, "expires": 60})
     assert text == "r1 (awx job 3) on hv2, taken 1970-01-01T00:00:00Z, expires 1970-01-01T00:01:00Z"
