@@ -18,7 +18,7 @@ import socket
 import time
 from contextlib import contextmanager
 
-from ansible_collections.xen.drs.plugins.module_utils._state import make_directories
+from ansible_collections.xen.drs.plugins.module_utils._files import make_directories
 
 DEFAULT_PATH = "/run/xen-drs/rebalance.lock"
 DEFAULT_TTL = 3600

@@ -37,11 +37,12 @@ those seen last.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
+
+from ansible_collections.xen.drs.plugins.module_utils._files import make_directories
 
 VERSION = 3
 MAX_SAMPLES = 1000  # per series: the host's, and each domain's
@@ -360,34 +361,6 @@ def file_mode(text, field="mode"):
     if not 0 <= mode <= 0o777:
         raise ValueError(f"{field} must be octal permissions such as 0644, got {text!r}")
     return mode
-
-
-def make_directories(directory, mode):
-    """Create ``directory`` and every missing parent with exactly ``mode`` (whatever the umask: os.makedirs
-    gives new parents 0777 less the umask, often world-readable 0755); existing directories keep theirs.
-    Returns whether ``directory`` itself was created."""
-    directory = target = os.path.abspath(directory)
-    missing = []
-    while not os.path.lexists(directory):  # up to the first that exists (mkdir under a file: Not a directory)
-        missing.append(directory)
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            break
-        directory = parent
-    created = False
-    for path in reversed(missing):  # the outermost first
-        try:
-            os.mkdir(path, mode)
-        except FileExistsError:  # another run created it at the same moment: it set its mode
-            if not os.path.isdir(path):
-                raise
-            created = False
-            continue
-        os.chmod(path, mode)  # exact, whatever the umask
-        created = True
-    if not os.path.isdir(target):  # it is there, but not a directory (as os.makedirs says)
-        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target)
-    return created
 
 
 def write_atomically(path, write, prefix=".xen-drs-", mode=None):

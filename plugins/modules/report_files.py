@@ -88,7 +88,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.xen.drs.plugins.module_utils._state import file_mode, make_directories, write_atomically
+from ansible_collections.xen.drs.plugins.module_utils._files import make_directories
+from ansible_collections.xen.drs.plugins.module_utils._state import file_mode, write_atomically
 
 
 def report_paths(directory, name):
