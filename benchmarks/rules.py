@@ -7,6 +7,7 @@ hosts and an optional VM count per host. ``max_load_candidate`` is not a hard ru
 xen.drs's (and the exact solver's) way of choosing destinations, which the baselines replace with
 their own marks.
 """
+import math
 import time
 
 # The policy's own defaults (run.py passes every key explicitly anyway); the policy package is
@@ -75,7 +76,11 @@ class Placement:
         return (self.cpu_used[host] + self.domains[vm]["cpu"]) / self.hosts[host]["cpus"]
 
     def loads(self):
-        return {name: self.load(name) for name in self.hosts if name not in self.maintenance}
+        """Each host's load from the domains it holds now, summed exactly (math.fsum): the measure of a
+        result does not depend on the order its moves were applied in (cpu_used, kept step by step
+        for the planners' checks, can end 1e-16 above a threshold that the exact sum meets)."""
+        return {name: math.fsum(self.domains[vm]["cpu"] for vm in self.members[name]) / self.hosts[name]["cpus"]
+                for name in self.hosts if name not in self.maintenance}
 
     def free_mb(self, host):
         """Memory a migration may still use on ``host``, reserve already deducted."""
