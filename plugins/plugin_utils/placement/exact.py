@@ -27,7 +27,12 @@ The model (the end state of the plan; one binary x[d, h] per candidate domain d 
      and W_M > W_B * (most breaks + 1) order them exactly. Skipped when the greedy plan reaches 0
      (the usual case: 0 is the lower bound). When the greedy plan leaves a sustained host over, a
      plan clearing them all is searched first (stage 2 with stage 1 fixed at 0, far easier for the
-     solver), and stage 1 runs only if none is found.
+     solver, and with each sustained host's end load, arrivals counted, at most the threshold: a
+     tighter relaxation, valid only there), and stage 1 runs only if none is found. When that count
+     finds no plan in its share of the time, any plan that clears is asked for (no objective: found
+     much sooner); a plan not proven optimal is then pruned, given an order (below) and polished:
+     fewer migrations by small models around the hosts its moves link (_polish, a large
+     neighbourhood search).
   2. With stage 1 held (one row per term): the number of migrations, skipped when the plan already
      needs no more than the lower bound `fewest_moves`.
   3. With stages 1 and 2 held: the peak load, exact to PEAK_GAP, with memory moved as a tie-break;
@@ -42,9 +47,15 @@ The model (the end state of the plan; one binary x[d, h] per candidate domain d 
   own rules (rules.first_rejection), each valid at its turn given the moves before it; a move
   `requires` the earlier departures from its destination without which it would be refused. A plan
   with no executable order (moves that each wait for another to leave first: a swap, a cycle) gets a
-  cut forbidding that cycle and is solved again in the time left (at most ORDER_CUTS times; the plan
-  is then not proven optimal). A plan still without an order, or whose objective is not better than
-  the greedy plan's, is not used: the greedy plan stands.
+  cut forbidding that cycle unless something else leaves its destinations (cut_cycle), and is
+  repaired around it (_orderable): a small model in which only the cycle's domains, the plan's other
+  arrivals there and those hosts' residents may change, solved for a plan as good in stage 1's terms
+  with the fewest migrations, cut and repaired again while it has no order (at most
+  REPAIRS_PER_ROUND times).
+  The stages then run again from the repaired plan in the time left (at most ORDER_CUTS rounds; the
+  plan is then not proven optimal); a repaired plan with an order is the fallback if their plans
+  have none. A plan still without an order, or whose objective is not better than the greedy
+  plan's, is not used: the greedy plan stands.
 """
 
 import math
@@ -79,7 +90,13 @@ TIE_WEIGHT = 1e-7
 STAGE_SHARE = {1: 0.5, 2: 0.7, 3: 1.0}  # of the wall-clock budget left when the stage starts
 CLEAR_SHARE = 0.6  # of the budget, for the search of a plan that clears every sustained host (the top term: it gets most)
 STAGE_TOLERANCE = 1e-6
-ORDER_CUTS = 3  # cycle cuts (a plan with no executable order solved again) per plan at most
+REPAIR_SHARE = 0.3  # of the time left, for the repair of a plan after a cycle cut (a small model)
+COUNT_SHARE = 0.6  # of the clearing search's time, for the count from the greedy plan
+FIRST_SHARE = 0.5  # of the clearing search's time left, for any plan that clears if the count found none
+POLISH_STEP_SECONDS = 0.2  # one small model of _polish at most
+ORDER_CUTS = 3  # rounds of cycle cuts (a plan with no executable order solved again) per plan at most
+POLISH_CUTS = 2  # cycle cuts per small model of _polish at most
+REPAIRS_PER_ROUND = 8  # cycle cuts and repairs of a plan with no executable order in one round, at most
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,7 @@ class _Model:
         self.columns = []  # (kind, key)
         self.lower, self.upper, self.integral = [], [], []
         self.rows = []  # (lower, upper, [(column, value)])
+        self.cuts = 0  # cycle cuts made (cut_cycle)
 
         hosts = {h.name: h for h in state.hosts}
         self.home = {d.name: h.name for h in state.hosts for d in h.running}
@@ -175,6 +193,9 @@ class _Model:
                 self.upper[self.over[s]] = self.lower[self.over[s]] = 1  # cannot be cleared
             else:
                 self._row(need, math.inf, [(c, 1.0) for c in leaving] + [(self.over[s], float(need))])
+        # only while every sustained host must be cleared (o = 0 held): its end load with arrivals
+        # is at most the threshold, a tighter relaxation for the search of such a plan
+        self.clear_rows = [(-math.inf, threshold - state[s].load, self._load_terms(s)) for s in self.sustained]
         self.left_on_maintenance = []  # (constant, terms): domains that stay
         for m in self.maintenance:
             for n in self._residents(m):
@@ -421,15 +442,28 @@ class _Model:
         """The (domain, destination) pairs a solution moves, sorted."""
         return [key for key, col in sorted(self.x.items()) if values[col] > 0.5]
 
-    def cut_cycle(self, stuck):
-        """Forbid moves that wait for each other all together: among the `stuck` (domain, destination)
-        pairs of a plan with no executable order, a cycle of moves each going where the next one leaves
-        (all the stuck pairs if there is none): sum of their x <= their number - 1."""
+    def cut_cycle(self, stuck, plan):
+        """Forbid a plan's moves that wait for each other, unless room is made otherwise. Among the
+        `stuck` (domain, destination) pairs of `plan` (its pairs), which has no executable order: a
+        cycle of moves each going where the next one leaves (all the stuck pairs if there is none).
+        Their destinations fill up only by arrivals and empty only by departures, so the same moves
+        stay stuck while the plan's other arrivals there still come and nothing else leaves there:
+        x(cycle) + x(those arrivals) - x(departures there the plan did not have) <= their number - 1.
+        """
         leaving = {}
         for pair in stuck:
             leaving.setdefault(self.home[pair[0]], []).append(pair)
         cycle = _find_cycle(sorted(stuck), lambda pair: leaving.get(pair[1], ())) or sorted(stuck)
-        self._row(-math.inf, len(cycle) - 1, [(self.x[pair], 1.0) for pair in cycle])
+        targets = {dest for _name, dest in cycle}
+        moving = {name for name, _dest in plan}
+        arrivals = [pair for pair in plan if pair[1] in targets and pair not in cycle]
+        room = [c for h in sorted(targets) for n in self._residents(h) if n not in moving
+                for c in self.outgoing.get(n, ())]
+        pairs = cycle + arrivals
+        self.cuts += 1
+        self._row(-math.inf, len(pairs) - 1, [(self.x[pair], 1.0) for pair in pairs] + [(c, -1.0) for c in room])
+        return {name for name, _dest in pairs} | {n for h in targets for n in self._residents(h)
+                                                  if n not in moving and n in self.outgoing}
 
     # ------------------------------------------------------------ solving
 
@@ -554,8 +588,9 @@ def _combine(terms):
     return merged
 
 
-def _solve(model, tier, caps, warm, seconds):
-    """Minimise one tier with the earlier tiers held by `caps` ([(terms, most)]); warm: x columns set to 1.
+def _solve(model, tier, caps, warm, seconds, clearing=False, fixed=None, any_plan=False):
+    """Minimise one tier with the earlier tiers held by `caps` ([(terms, most)]); warm: x columns set to 1;
+    fixed: {column: value} held there; clearing: with the rows that hold while every sustained host is cleared.
 
     Returns (values or None, HiGHS model status, gap)."""
     highs = getattr(highspy, "_Highs", highspy.Highs)()  # the bare binding prints no banner
@@ -574,10 +609,12 @@ def _solve(model, tier, caps, warm, seconds):
     highs.changeColsIntegrality(count, np.arange(count, dtype=np.int32),
                                 np.array(model.integral, dtype=np.uint8))
     cost = np.zeros(count)
-    for column, value in _combine(model.solve_terms(tier)).items():
+    for column, value in ([] if any_plan else _combine(model.solve_terms(tier)).items()):
         cost[column] += value
     highs.changeColsCost(count, np.arange(count, dtype=np.int32), cost)
-    rows = list(model.rows) + (model.peak_rows if tier == 3 else [])
+    rows = list(model.rows) + (model.peak_rows if tier == 3 else []) + (model.clear_rows if clearing else [])
+    for column, value in (fixed or {}).items():
+        lower[column] = upper[column] = value
     for terms, most, integral in caps:
         if most <= STAGE_TOLERANCE and all(v > 0 and lower[c] == 0 for c, v in terms):
             for column, _value in terms:  # held at 0: fix the columns, presolve drops them
@@ -608,9 +645,9 @@ def improve(planning, greedy_moves, greedy_objective):
     each with the earlier ones held at their optimum. A stage whose optimum the greedy plan
     provably reaches already (stage 1 at 0; stage 2 at the lower bound `fewest_moves`) is skipped.
     A plan with no executable order (moves that each wait for another to leave first: a swap, a
-    cycle) gets a cut forbidding that cycle, and the stages run again in the time left, at most
-    ORDER_CUTS times; the plan is then not proven optimal (a cut may also forbid a cycle that some
-    other set of moves would have let run).
+    cycle) gets cuts and repairs (cut_cycle, _repair), and the stages run again from the repaired
+    plan in the time left, at most ORDER_CUTS rounds; the plan is then not proven optimal (the order
+    is found greedily, so a cut may forbid a plan that some other order would have run).
     """
     state, policy = planning.state, planning.policy
     threshold = policy.load_threshold
@@ -631,34 +668,43 @@ def improve(planning, greedy_moves, greedy_objective):
     cleared = greedy_objective[:2] == (0, 0) and greedy_left_over <= STAGE_TOLERANCE
     warm = {model.x[m.domain.name, m.destination] for m in greedy_moves}
 
-    def has_order(values):
-        """Whether the plan has an executable order (the state is left as it was)."""
-        ordered, _stuck = _order(planning, model.chosen(values))
+    def stuck(values):
+        """The moves of a plan that wait for each other, [] when it has an executable order (the
+        state is left as it was)."""
+        _ordered, pairs = _order(planning, model.chosen(values))
         state.undo_to(0)
-        return ordered is not None
+        return pairs
 
-    cuts = 0
+    rounds, fallback = 0, None
     while True:
-        staged = _staged(model, warm, deadline, cleared, greedy_objective, has_order)
+        staged = _staged(model, warm, deadline, cleared, greedy_objective, stuck)
         if staged.failed:
             _restore(state, applied)
             return Outcome(status=staged.status, optimal=False)
+        cuts = model.cuts
         status = staged.status + (f"; solved again after {cuts} cycle cut(s), so not proven optimal" if cuts else "")
         # the last stage's plan, or else the latest earlier one with an executable order (a later stage
         # only improves lower tiers, and may have picked a cycle where an earlier plan had none)
-        ordered, last_stuck = None, None
+        ordered = None
         for back, values in enumerate(reversed(staged.plans)):
-            ordered, stuck = _order(planning, model.chosen(values))
-            last_stuck = stuck if last_stuck is None else last_stuck
+            ordered, _pairs = _order(planning, model.chosen(values))
             if ordered is not None:
                 if back:
                     status += f"; the last stage's plan has no executable order: the one of {back} stage(s) before"
                 break
-        if ordered is not None or cuts >= ORDER_CUTS or time.monotonic() >= deadline:
+        out_of_time = rounds >= ORDER_CUTS or time.monotonic() >= deadline
+        if ordered is None and fallback is not None and out_of_time:
+            ordered, _pairs = _order(planning, model.chosen(fallback))
+            status += "; the stages' plans have no executable order: a repaired plan instead"
+        if ordered is not None or out_of_time:
             break
-        model.cut_cycle(last_stuck)
-        cuts += 1
-    proven = staged.proven and not cuts
+        # cut the cycle and repair the plan around it until it has an order: the next round's warm start
+        repaired = _orderable(model, staged.plans[-1], stuck, deadline)
+        if repaired is not None:
+            warm = {c for c in model.x.values() if repaired[c] > 0.5}
+            fallback = repaired  # if the stages' next plans have no order
+        rounds += 1
+    proven = staged.proven and not model.cuts
     if ordered is None:
         _restore(state, applied)
         return Outcome(status=f"{status}; no executable order", optimal=False, gap=staged.gap,
@@ -669,6 +715,96 @@ def improve(planning, greedy_moves, greedy_objective):
         _restore(state, applied)
         return Outcome(status=f"{status}; greedy plan as good", optimal=proven, gap=staged.gap)
     return Outcome(accepted=True, optimal=proven, gap=staged.gap, status=status)
+
+
+def _orderable(model, plan, stuck, deadline):
+    """`plan` if it has an executable order; else, cut by cut (cut_cycle), the plan repaired around
+    each cycle: as good in stage 1's terms, with the fewest migrations, changing only the moves of the
+    domains of the cut and of the residents of its destinations (a small model, each solved in
+    REPAIR_SHARE of the time left). Returns the values of the first with an order, or None after
+    REPAIRS_PER_ROUND cuts."""
+    held = model.held(1, plan)
+    clearing = model.value(1, plan) <= STAGE_TOLERANCE
+    for _repair in range(REPAIRS_PER_ROUND + 1):
+        pairs = stuck(plan)
+        if not pairs:
+            return plan
+        if _repair == REPAIRS_PER_ROUND:
+            break
+        free = model.cut_cycle(pairs, model.chosen(plan))
+        fixed = {c: plan[c] for (name, _dest), c in model.x.items() if name not in free}
+        seconds = (deadline - time.monotonic()) * REPAIR_SHARE
+        plan, _status, _gap = _solve(model, 2, held, set(), seconds, clearing=clearing, fixed=fixed)
+        if plan is None:
+            break
+    return None
+
+
+def _any_clearing(model, clear, warm, seconds):
+    """The values of a plan that clears every sustained host, or None, found fast: any plan at all is
+    asked for (no objective), with and then without the clearing rows (the solver finds one much
+    sooner with them on some models and without them on others), each in half the time."""
+    for clearing in (True, False):
+        values, status, _gap = _solve(model, 2, clear, warm, seconds / 2, clearing=clearing, any_plan=True)
+        if values is not None or status == "Infeasible":
+            return values
+    return None
+
+
+def _polish(model, plan, stuck, deadline):
+    """Fewer migrations for `plan`, as good in stage 1's terms, by small models (large neighbourhood
+    search): in turn, the domains on a few hosts the plan's moves link (each chain of two moves, then
+    each move's two ends) and those moving there may change, the rest is held, each solve in at most
+    POLISH_STEP_SECONDS. They may move among those hosts; once that finds nothing, anywhere. A plan
+    with an executable order is only replaced by one with an order (a cycle found is cut, and the
+    same hosts are tried again). Passes until neither finds anything or the time is up; returns the
+    best plan."""
+    ordered = not stuck(plan)
+    held = model.held(1, plan)
+    clearing = model.value(1, plan) <= STAGE_TOLERANCE
+    anywhere = False
+    while time.monotonic() < deadline:
+        pairs = model.chosen(plan)
+        better = None
+        for hosts in _neighbourhoods(model, pairs):
+            free = {n for h in hosts for n in model._residents(h)} | {n for n, dest in pairs if dest in hosts}
+            fixed = {c: plan[c] for (name, dest), c in model.x.items()
+                     if name not in free or not (anywhere or dest in hosts or plan[c] > 0.5)}
+            if deadline - time.monotonic() <= 0:
+                break
+            for _cut in range(POLISH_CUTS + 1):
+                solved, _status, _gap = _solve(model, 2, held, {model.x[pair] for pair in pairs},
+                                               min(deadline - time.monotonic(), POLISH_STEP_SECONDS),
+                                               clearing=clearing, fixed=fixed)
+                if solved is None or len(model.chosen(solved)) >= len(pairs):
+                    break
+                waiting = stuck(solved) if ordered else []
+                if not waiting:
+                    better = solved
+                    break
+                model.cut_cycle(waiting, model.chosen(solved))
+            if better is not None:
+                break
+        if better is not None:
+            plan, anywhere = better, False
+        elif anywhere:
+            break
+        else:
+            anywhere = True
+    return plan
+
+
+def _neighbourhoods(model, pairs):
+    """Host sets for _polish, smallest change first: the three hosts of each chain of two moves (a
+    domain goes where another leaves), then the two of each move."""
+    chains = [(model.home[name], dest, onward) for name, dest in pairs
+              for onward in sorted({d for n, d in pairs if model.home[n] == dest})]
+    seen, out = set(), []
+    for hosts in [frozenset(chain) for chain in chains] + [frozenset((model.home[n], d)) for n, d in pairs]:
+        if hosts not in seen:
+            seen.add(hosts)
+            out.append(sorted(hosts))
+    return out
 
 
 @dataclass
@@ -682,11 +818,12 @@ class _Staged:
     failed: bool = False
 
 
-def _staged(model, warm, deadline, cleared, greedy_objective, has_order):
+def _staged(model, warm, deadline, cleared, greedy_objective, stuck):
     """The stages of improve(), from the greedy plan `warm` (x columns set to 1), until `deadline`.
 
-    The plan that counts the migrations is checked for an executable order (has_order) before the peak
-    is optimised: without one, the staged solve stops there, for improve() to cut the cycle."""
+    The plan that counts the migrations is checked for an executable order (stuck: the moves that
+    wait for each other) before the peak is optimised: without one, the staged solve stops there, for
+    improve() to cut the cycle."""
     budget = deadline - time.monotonic()
     values = [0.0] * len(model.columns)
     for column in warm:
@@ -701,16 +838,25 @@ def _staged(model, warm, deadline, cleared, greedy_objective, has_order):
         clearing = {"excess", "over"}
         clear = [(terms, 0.0 if name in clearing else math.fsum(values[c] * v for c, v in terms), integral)
                  for name, terms, _constant, integral in model.stage_one_parts() if terms]
-        solved, clear_status, found.gap = _solve(model, 2, clear, warm, budget * CLEAR_SHARE)
+        # The count, from the greedy plan; when it finds no plan, any plan that clears (found much
+        # sooner), then fewer migrations by small models (_polish), as when it found one unproven.
+        clear_deadline = time.monotonic() + budget * CLEAR_SHARE
+        solved, clear_status, found.gap = _solve(model, 2, clear, warm, budget * CLEAR_SHARE * COUNT_SHARE,
+                                                 clearing=True)
+        if solved is None and clear_status != "Infeasible":
+            solved = _any_clearing(model, clear, warm, (clear_deadline - time.monotonic()) * FIRST_SHARE)
+        if solved is not None and clear_status != "Optimal":
+            solved = _prune(model, solved, clear)
+            solved = _polish(model, _orderable(model, solved, stuck, clear_deadline) or solved, stuck, clear_deadline)
         if solved is not None and model.value(1, solved) <= STAGE_TOLERANCE:
-            values = solved if clear_status == "Optimal" else _prune(model, solved, clear)
+            values = solved  # pruned before it was ordered and polished, if not optimal
             warm = {c for c in model.x.values() if values[c] > 0.5}
             found.plans.append(values)
             cleared = counted = True
             caps = clear + model.held(2, values)
             if clear_status != "Optimal":
                 found.proven, found.status = False, clear_status
-            if not has_order(values):
+            if stuck(values):
                 return found
     for tier in (1, 2, 3):
         if tier < 3 and counted:
@@ -741,7 +887,7 @@ def _staged(model, warm, deadline, cleared, greedy_objective, has_order):
         if stage_status != "Optimal":
             found.status = stage_status
         caps += model.held(tier, values)
-        if tier == 2 and not has_order(values):
+        if tier == 2 and stuck(values):
             return found
     if not found.plans:
         found.plans.append(values)  # every stage skipped: the greedy plan is the answer

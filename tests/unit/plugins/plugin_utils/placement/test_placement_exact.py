@@ -124,3 +124,84 @@ def test_a_maintenance_host_missing_from_the_pool_is_a_warning_not_an_error():
     result = plan(cluster, {"now": NOW, "maintenance": ["hv9", "hv2"]})
     assert result["warnings"] == ["maintenance host hv9 is not in the pool: nothing to empty"]
     assert result["hosts"][1]["status"] == "maintenance"
+
+
+def captured_model(monkeypatch, cluster, policy):
+    """The exact engine's model of a plan, as built (the solve then runs as usual)."""
+    models = []
+    real_staged = exact._staged
+
+    def capture(model, *args):
+        models.append(model)
+        return real_staged(model, *args)
+
+    monkeypatch.setattr(exact, "_staged", capture)
+    plan(cluster, policy)
+    monkeypatch.undo()
+    return models[0]
+
+
+def values_of(model, pairs):
+    values = [0.0] * len(model.columns)
+    for pair in pairs:
+        values[model.x[pair]] = 1.0
+    return values
+
+
+def stuck_in(model):
+    model.state.undo_to(0)  # the plan's moves: from the state before them
+
+    def stuck(values):
+        _ordered, pairs = exact._order(model.planning, model.chosen(values))
+        model.state.undo_to(0)
+        return pairs
+    return stuck
+
+
+def a_swap_with_room_elsewhere():
+    # a -> hv2 waits for b to leave hv2, b -> hv1 waits for a to leave hv1 (memory): a swap. r leaving
+    # hv2 for hv3 first lets a in.
+    cluster = [host("hv1", [domain("a", 4.0, memory_mb=4096), domain("x", 3.0)], memory_free_mb=1024),
+               host("hv2", [domain("b", 1.0, memory_mb=4096), domain("y", 0.2), domain("r", 0.1, memory_mb=3072)],
+                    memory_free_mb=1024),
+               host("hv3", [], memory_free_mb=8192)]
+    return cluster, {"now": NOW, "exclude": ["x", "y"], "memory_reserve_mb": 0}
+
+
+def test_a_cycle_cut_forbids_the_stuck_moves_unless_another_departure_makes_room(monkeypatch):
+    model = captured_model(monkeypatch, *a_swap_with_room_elsewhere())
+    swap = [("a", "hv2"), ("b", "hv1")]
+
+    def feasible(pairs):
+        fixed = {c: float(key in pairs) for key, c in model.x.items()}
+        values, _status, _gap = exact._solve(model, 2, [], set(), 5.0, fixed=fixed)
+        return values is not None
+
+    assert feasible(swap) and feasible(swap + [("r", "hv3")])
+    free = model.cut_cycle(swap, swap)
+    assert free == {"a", "b", "r"}
+    assert not feasible(swap)
+    assert feasible(swap + [("r", "hv3")])
+
+
+def test_a_plan_with_no_order_is_repaired_around_its_cycle(monkeypatch):
+    model = captured_model(monkeypatch, *a_swap_with_room_elsewhere())
+    stuck = stuck_in(model)
+    swap = values_of(model, [("a", "hv2"), ("b", "hv1")])
+    assert stuck(swap)
+    repaired = exact._orderable(model, swap, stuck, deadline=exact.time.monotonic() + 5)
+    assert model.chosen(repaired) == [("a", "hv3")]  # the one move that clears hv1 and runs
+    assert not stuck(repaired) and model.cuts == 1
+
+
+def test_polishing_finds_the_direct_move_for_a_chain(monkeypatch):
+    # a must leave hv1: to hv3 directly, or to hv2 once r has left it for hv4. Polished, the chain of two
+    # moves becomes the one.
+    cluster = [host("hv1", [domain("a", 3.0, memory_mb=4096), domain("x", 4.0)], memory_free_mb=1024),
+               host("hv2", [domain("r", 0.5, memory_mb=4096)], memory_free_mb=1024),
+               host("hv3", [domain("s", 0.5)], memory_free_mb=8192),
+               host("hv4", [domain("t", 0.5)], memory_free_mb=8192)]
+    model = captured_model(monkeypatch, cluster, {"now": NOW, "exclude": ["x"], "memory_reserve_mb": 0})
+    chain = values_of(model, [("a", "hv2"), ("r", "hv4")])
+    polished = exact._polish(model, chain, stuck_in(model), deadline=exact.time.monotonic() + 5)
+    assert len(model.chosen(polished)) == 1 and model.chosen(polished)[0][0] == "a"
