@@ -34,7 +34,8 @@ The model (the end state of the plan; one binary x[d, h] per candidate domain d 
      fewer migrations by small models around the hosts its moves link (_polish, a large
      neighbourhood search).
   2. With stage 1 held (one row per term): the number of migrations, skipped when the plan already
-     needs no more than the lower bound `fewest_moves`.
+     needs no more than the lower bound `fewest_moves`. A plan of stage 1 or 2 not proven optimal is
+     pruned, ordered and polished as above, in the stage's own time (COUNT_SHARE for the solver).
   3. With stages 1 and 2 held: the peak load, exact to PEAK_GAP, with memory moved as a tie-break;
      skipped (and `optimal` false) for models above PEAK_MAX_COLUMNS columns.
   Each stage carries the next tier as a tie-break too small to change its own optimum, so a stage
@@ -91,7 +92,7 @@ STAGE_SHARE = {1: 0.5, 2: 0.7, 3: 1.0}  # of the wall-clock budget left when the
 CLEAR_SHARE = 0.6  # of the budget, for the search of a plan that clears every sustained host (the top term: it gets most)
 STAGE_TOLERANCE = 1e-6
 REPAIR_SHARE = 0.3  # of the time left, for the repair of a plan after a cycle cut (a small model)
-COUNT_SHARE = 0.6  # of the clearing search's time, for the count from the greedy plan
+COUNT_SHARE = 0.6  # of the time of the clearing search, stage 1 and stage 2, for the solver; the rest polishes
 FIRST_SHARE = 0.5  # of the clearing search's time left, for any plan that clears if the count found none
 POLISH_STEP_SECONDS = 0.2  # one small model of _polish at most
 ORDER_CUTS = 3  # rounds of cycle cuts (a plan with no executable order solved again) per plan at most
@@ -876,11 +877,14 @@ def _staged(model, warm, deadline, cleared, greedy_objective, stuck):
         if seconds <= 0:
             found.proven, found.status = False, "Time limit reached"
             break
-        solved, stage_status, found.gap = _solve(model, tier, caps, warm, seconds)
+        stage_deadline = time.monotonic() + seconds
+        solved, stage_status, found.gap = _solve(model, tier, caps, warm, seconds * (COUNT_SHARE if tier < 3 else 1))
         if solved is None:
             found.failed, found.status = True, f"stage {tier}: {stage_status}"
             return found
         values = solved if stage_status == "Optimal" else _prune(model, solved, caps)
+        if tier < 3 and stage_status != "Optimal":  # as in the clearing search
+            values = _polish(model, _orderable(model, values, stuck, stage_deadline) or values, stuck, stage_deadline)
         warm = {c for c in model.x.values() if values[c] > 0.5}
         found.plans.append(values)
         found.proven = found.proven and stage_status == "Optimal"
