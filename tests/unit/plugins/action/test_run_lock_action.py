@@ -91,30 +91,34 @@ def test_what_cannot_be_checked_is_not_gone(lock):
 # ------------------------------------------------------------------ ActionModule.run, with the module stubbed
 
 
-class Plugin(run_lock.ActionModule):
-    """The action plugin with the module's answers given in advance and its calls recorded."""
+def stubbed(action_module, monkeypatch):
+    """Run `action_module`'s plugin with the module's answers given in advance: (result, its module calls,
+    the warnings it displayed)."""
 
-    def __init__(self, args, answers):  # pylint: disable=super-init-not-called
-        self._task = type("Task", (), {"args": args})()
-        self.answers, self.calls = list(answers), []
+    class Plugin(action_module.ActionModule):
+        def __init__(self, args, answers):  # pylint: disable=super-init-not-called
+            self._task = type("Task", (), {"args": args})()
+            self.answers, self.calls = list(answers), []
 
-    def _execute_module(self, module_name=None, module_args=None, task_vars=None, **_kwargs):
-        self.calls.append((module_name, dict(module_args)))
-        return dict(self.answers.pop(0))
+        def _execute_module(self, module_name=None, module_args=None, task_vars=None, **_kwargs):
+            self.calls.append((module_name, dict(module_args)))
+            return dict(self.answers.pop(0))
 
-
-@pytest.fixture
-def action(monkeypatch):
-    monkeypatch.setattr(run_lock.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    monkeypatch.setattr(action_module.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
     monkeypatch.setattr(run_lock, "this_controller", lambda: dict(MINE))
     warnings = []
-    monkeypatch.setattr(run_lock.display, "warning", warnings.append)
+    monkeypatch.setattr(action_module.display, "warning", warnings.append)
 
     def run(args, *answers):
         plugin = Plugin(args, answers)
         result = plugin.run(task_vars={"inventory_hostname": "hv1"})
         return result, plugin.calls, warnings
     return run
+
+
+@pytest.fixture
+def action(monkeypatch):
+    return stubbed(run_lock, monkeypatch)
 
 
 def refused(**controller):
@@ -156,30 +160,9 @@ def test_releasing_sends_no_controller(action):
 # ------------------------------------------------------- hypervisor_info's action plugin: the same, in ``lock``
 
 
-class MeasuringPlugin(hypervisor_info_action.ActionModule):
-    """hypervisor_info's action plugin with the module's answers given in advance and its calls recorded."""
-
-    def __init__(self, args, answers):  # pylint: disable=super-init-not-called
-        self._task = type("Task", (), {"args": args})()
-        self.answers, self.calls = list(answers), []
-
-    def _execute_module(self, module_name=None, module_args=None, task_vars=None, **_kwargs):
-        self.calls.append((module_name, dict(module_args)))
-        return dict(self.answers.pop(0))
-
-
 @pytest.fixture
 def measure(monkeypatch):
-    monkeypatch.setattr(hypervisor_info_action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
-    monkeypatch.setattr(run_lock, "this_controller", lambda: dict(MINE))
-    warnings = []
-    monkeypatch.setattr(hypervisor_info_action.display, "warning", warnings.append)
-
-    def run(args, *answers):
-        plugin = MeasuringPlugin(args, answers)
-        result = plugin.run(task_vars={"inventory_hostname": "hv1"})
-        return result, plugin.calls, warnings
-    return run
+    return stubbed(hypervisor_info_action, monkeypatch)
 
 
 MEASURED = {"hypervisor": {"name": "hv1"}, "run_lock": {"acquired": True}}
