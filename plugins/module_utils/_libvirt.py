@@ -62,6 +62,7 @@ _CAUSES = (
     ("VIR_ERR_ARGUMENT_UNSUPPORTED", "option not supported by this hypervisor driver"),
     ("VIR_ERR_OPERATION_UNSUPPORTED", "operation not supported by this hypervisor driver"),
     ("VIR_ERR_CONFIG_UNSUPPORTED", "domain configuration not supported on the destination"),
+    ("VIR_ERR_CPU_INCOMPATIBLE", "the destination's CPU cannot run the domain's CPU model"),
     ("VIR_ERR_INVALID_ARG", "invalid argument"),
 )
 
@@ -75,6 +76,45 @@ _MESSAGE_CAUSES = (
     ("no route to host", "host unreachable (no route)"),
     ("name or service not known", "host unreachable (unknown host name)"),
 )
+
+
+# A failed migration is PERMANENT when its cause stays with the domain or the pair of hosts, so that trying
+# again only fails again (the plans hold the domain at once), and TRANSIENT otherwise (the plans hold it only
+# once it fails again). libvirt's error codes (virErrorNumber, include/libvirt/virterror.h) that say so:
+PERMANENT, TRANSIENT = "permanent", "transient"
+_PERMANENT_CODES = (
+    "VIR_ERR_CPU_INCOMPATIBLE",  # the destination's CPU lacks what the guest's CPU model needs
+    "VIR_ERR_OPERATION_UNSUPPORTED",  # the driver does not do this migration
+    "VIR_ERR_ARGUMENT_UNSUPPORTED",  # an option (flag, parameter) the driver refuses
+    "VIR_ERR_NO_SUPPORT",  # the driver has no such function
+    "VIR_ERR_CONFIG_UNSUPPORTED",  # the domain's configuration cannot run on the destination
+    "VIR_ERR_MIGRATE_UNSAFE",  # storage or disk cache not safe to migrate
+    "VIR_ERR_INVALID_ARG",
+    "VIR_ERR_XML_ERROR",  # the domain's XML, as the destination reads it
+    "VIR_ERR_XML_DETAIL",
+    "VIR_ERR_XML_INVALID_SCHEMA",
+    "VIR_ERR_NO_SECURITY_MODEL",  # the destination lacks the domain's security driver
+    "VIR_ERR_OPERATION_DENIED",
+    "VIR_ERR_ACCESS_DENIED",  # an access control policy refuses it
+    "VIR_ERR_HOOK_SCRIPT_FAILED",  # a hook on the destination refuses the domain
+)
+# Permanent causes libvirt reports only in the message text (as an internal or operation error).
+_PERMANENT_MESSAGES = (
+    "migrate guest to the same host",  # two hosts with one host UUID
+    "guest cpu doesn't match",
+    "incompatible with host cpu",
+)
+
+
+def failure_kind(err):
+    """PERMANENT or TRANSIENT for a libvirt error that failed a migration (see _PERMANENT_CODES).
+
+    Any other error (the connection lost, a libvirtd killed, the job aborted or timed out, not enough memory
+    on the destination now, an internal error) is TRANSIENT: the domain is held back only if it fails again."""
+    lowered = (err.get_error_message() or str(err)).lower()
+    if any(needle in lowered for needle in _PERMANENT_MESSAGES):
+        return PERMANENT
+    return PERMANENT if any(is_error(err, name) for name in _PERMANENT_CODES) else TRANSIENT
 
 
 class LibvirtConnectionError(Exception):

@@ -13,14 +13,16 @@ Format (JSON), version 3::
      "samples": [[epoch, load, memory_load], ...],
      "domains": {"<domain uuid>": [[epoch, cores], ...], ...},
      "migrations": [{"time", "vm", "uuid", "source", "destination"}, ...],
+     "failures": [{"time", "vm", "uuid", "source", "destination", "error", "kind", "count", "previous"}, ...],
      "archive": {"step": 300,
                  "host": {"name", "cpus", "memory_mb", "load": SERIES, "memory_load": SERIES},
                  "domains": {"<domain uuid>": {"name", "memory_mb", "vcpus", "cpu": SERIES}, ...}}}
 
-every list oldest first. A host sample may also be an ``[epoch, load]`` pair (samples written by
-version 1, or taken when the host's memory was unknown). Version 1 (``samples`` as pairs, no
-``domains``) and version 2 (no ``archive``) are read as they are and written back as version 3,
-with an empty archive that fills from then on. A file of a newer version is never overwritten: it
+every list oldest first. A failure's ``kind``, ``count`` and ``previous`` (see add_failure) are optional: a
+failure written before them reads as the first of its row, and the plans take it as permanent. A host
+sample may also be an ``[epoch, load]`` pair (samples written by version 1, or taken when the host's
+memory was unknown). Version 1 (``samples`` as pairs, no ``domains``) and version 2 (no ``archive``)
+are read as they are and written back as version 3, with an empty archive that fills from then on. A file of a newer version is never overwritten: it
 reads as an empty state marked ``newer_version``, and save_state refuses it. The file is bounded
 (see MAX_SAMPLES / MAX_MIGRATIONS / MAX_ARCHIVE_BUCKETS / MAX_ARCHIVE_DOMAINS) and replaced atomically.
 
@@ -94,6 +96,16 @@ def _valid_record(record):
             and all(isinstance(record[k], str) for k in RECORD_FIELDS[1:]))
 
 
+def _valid_failure(record):
+    """A failed migration: a record with its error; kind, count and previous are optional (a release before
+    them wrote none)."""
+    count = record.get("count", 1) if isinstance(record, dict) else None
+    return (_valid_record(record) and isinstance(record.get("error"), str)
+            and record.get("kind", FAILURE_KINDS[0]) in FAILURE_KINDS
+            and isinstance(count, int) and not isinstance(count, bool) and count >= 1
+            and _number(record.get("previous", 0)))
+
+
 def _check_samples(samples, shapes, what):
     if not isinstance(samples, list) or not all(_valid_sample(s, shapes) for s in samples):
         raise ValueError(f"{what} is not a list of {' or '.join(shapes.values())} entries")
@@ -125,8 +137,9 @@ def parse_state(text):
     check_archive(archive)
     # optional in version 3 (a release before it ignores the key, and drops it when it writes the file)
     failures = data.get("failures", [])
-    if not isinstance(failures, list) or not all(_valid_record(r) and isinstance(r.get("error"), str) for r in failures):
-        raise ValueError(f"'failures' is not a list of records with {', '.join(RECORD_FIELDS)}, error")
+    if not isinstance(failures, list) or not all(_valid_failure(r) for r in failures):
+        raise ValueError(f"'failures' is not a list of records with {', '.join(RECORD_FIELDS)}, error "
+                         f"(and optionally kind: {' or '.join(FAILURE_KINDS)}, count >= 1, previous)")
     return State(samples=samples, migrations=migrations, domains=domains, archive=archive, failures=failures)
 
 
@@ -399,11 +412,24 @@ def add_migration(state, record):
 
 
 MAX_FAILURES = 50
+FAILURE_KINDS = ("permanent", "transient")
 
 
-def add_failure(state, record, error):
-    """State with the failed migration ``record`` and its ``error`` appended (the last MAX_FAILURES kept)."""
-    failure = dict({k: record[k] for k in RECORD_FIELDS}, error=str(error))
+def add_failure(state, record, error, kind):
+    """State with the failed migration ``record``, its ``error`` and ``kind`` (permanent or transient) appended
+    (the last MAX_FAILURES kept).
+
+    The failure also gets ``count``, the failures of this domain from this host in a row, this one included
+    (1 + the count of its previous failure here, unless a migration of the domain is recorded since that
+    one; a failure recorded without a count counts 1), and ``previous``, the time of the one before it in
+    that row (absent when it is the first)."""
+    failure = dict({k: record[k] for k in RECORD_FIELDS}, error=str(error), kind=kind, count=1)
+    earlier = [f for f in state.failures if f["uuid"] == record["uuid"] and f["time"] <= record["time"]]
+    if earlier:
+        last = max(earlier, key=lambda f: f["time"])
+        moved_since = any(m["uuid"] == record["uuid"] and m["time"] > last["time"] for m in state.migrations)
+        if not moved_since:
+            failure.update(count=last.get("count", 1) + 1, previous=last["time"])
     return replace(state, failures=(state.failures + [failure])[-MAX_FAILURES:])
 
 

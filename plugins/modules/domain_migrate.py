@@ -27,12 +27,26 @@ description:
   - After a successful migration the record C({time, vm, uuid, source, destination}) is appended to the
     source's state file (O(state_path)), where M(xen.drs.hypervisor_info) reads it.
   - A migration that was tried and failed (libvirt refused or aborted it, or reported success while the domain
-    did not run on the destination afterwards) is recorded there too, with its error, as a failure. The
-    domain's C(last_failure) then holds it back from the plans for C(failure_hold) minutes (see
-    P(xen.drs.rebalance_plan#filter)), so a migration that keeps failing (a CPU model the destination lacks, a
-    driver that refuses it) is not tried again every run. A destination that cannot be reached before the
-    migration starts is not recorded; that is the host's trouble, not the domain's. A connection lost during the
-    migration (a libvirtd killed, a link cut) is recorded like any other failure.
+    did not run on the destination afterwards) is recorded there too, with its error, its kind and a count, as a
+    failure (RV(failure)); M(xen.drs.hypervisor_info) reports the domain's last one as its C(last_failure).
+    A destination that cannot be reached before the migration starts is not recorded; that is the host's trouble,
+    not the domain's.
+  - The kind is V(permanent) when the cause stays with the domain or the pair of hosts, so that trying again only
+    fails again. libvirt says so with its error code C(VIR_ERR_CPU_INCOMPATIBLE) (a CPU model the destination lacks),
+    C(VIR_ERR_OPERATION_UNSUPPORTED), C(VIR_ERR_ARGUMENT_UNSUPPORTED), C(VIR_ERR_NO_SUPPORT) (the driver refuses
+    the migration or one of its options), C(VIR_ERR_CONFIG_UNSUPPORTED), C(VIR_ERR_MIGRATE_UNSAFE), C(VIR_ERR_INVALID_ARG),
+    C(VIR_ERR_XML_ERROR), C(VIR_ERR_XML_DETAIL), C(VIR_ERR_XML_INVALID_SCHEMA), C(VIR_ERR_NO_SECURITY_MODEL),
+    C(VIR_ERR_OPERATION_DENIED), C(VIR_ERR_ACCESS_DENIED) or C(VIR_ERR_HOOK_SCRIPT_FAILED), or with a message saying
+    that the guest's CPU does not match or that the destination is the source host. A success that the check
+    afterwards finds false is permanent too.
+  - Any other failure is V(transient), for example the connection lost during the migration (a libvirtd killed or restarted, a
+    link cut), the job aborted at O(timeout), not enough memory on the destination at that moment, libvirt's
+    internal errors. The count is the number of failures of the domain from this host in a row (none of its
+    migrations recorded in between), this one included; a failure after another also records when that one was.
+  - The plans (P(xen.drs.rebalance_plan#filter), policy C(failure_hold), 240 minutes by default) hold the domain
+    back after a permanent failure at once, and after a transient one only when it repeats (the failure before it
+    in the row came less than C(failure_hold) minutes earlier), so that a migration that keeps failing is not tried
+    again every run while a single network glitch does not park the domain for hours.
   - A migration that libvirt reports as successful while the domain is not running on the destination afterwards
     fails, and RV(destination_state) says what was found there (V(undefined) when the domain is not there at all).
     A domain that arrived B(paused) is not resumed. It is left paused on the destination, where libvirt put it
@@ -299,10 +313,22 @@ record:
   returned: when a migration ran
   type: dict
   sample: {time: 1764000000.123, vm: web1, uuid: 4dea22b3-1d52-d8f3-2516-782e98ab3fa0, source: hv1, destination: hv2}
+failure:
+  description:
+    - The failure as it was recorded in the source's state file, when a migration was tried and failed.
+    - C(kind) is V(permanent) or V(transient) (see the description), C(count) the failures of the domain from this
+      host in a row, this one included, C(previous) the time of the one before it in that row (absent for the first).
+  returned: when a migration was tried and failed
+  type: dict
+  sample: {time: 1764000000.123, vm: web1, uuid: 4dea22b3-1d52-d8f3-2516-782e98ab3fa0, source: hv1, destination: hv2,
+           error: "timed out after 300 s and the migration job was aborted", kind: transient, count: 2,
+           previous: 1763999700.456}
 domain_state_after:
   description:
     - State of the domain on the source after a failed migration (normally V(running)), or when it was not moved
       because it was not running there (V(undefined) when it is not defined there).
+    - V(unknown) when the source's libvirt stopped answering during the migration (its libvirtd killed); the
+      message then says so.
   returned: failure, or when the task is skipped
   type: str
   sample: running
@@ -323,6 +349,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.xen.drs.plugins.module_utils._libvirt import (
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
+    PERMANENT,
+    TRANSIENT,
     LibvirtConnectionError,
     LibvirtError,
     build_destination_uri,
@@ -332,6 +360,7 @@ from ansible_collections.xen.drs.plugins.module_utils._libvirt import (
     describe_error,
     domain_state,
     encrypted_stream,
+    failure_kind,
     find_domain,
     is_error,
     migrate_flags,
@@ -397,6 +426,16 @@ class Watchdog:
             return f"timed out after {self.seconds} s and the migration job was aborted"
         return (f"{describe_error(err)} (the {self.seconds} s timeout was reached, "
                 f"but aborting the job failed: {self.abort_error})")
+
+
+def held_why(failure):
+    """What the plans make of the failure ``failure`` (a failure record): a few words for the message."""
+    if failure["kind"] == PERMANENT:
+        return "a permanent failure: the plans hold the domain back for failure_hold minutes"
+    if failure["count"] < 2:
+        return "a transient failure: the next run may try again; a second one within failure_hold holds the domain back"
+    return (f"a transient failure, {failure['count']} in a row: the plans hold the domain back for failure_hold "
+            "minutes when the one before it came less than failure_hold minutes earlier")
 
 
 def check_options(params):
@@ -516,11 +555,18 @@ class Migration:
                     domain.migrate3(dconn, typed, flags)
         except LibvirtError as err:
             cause = watchdog.explain(err)
-            self.save_failure(name, uuid, cause)
-            raise MigrationFailed(
-                f"migrating {name} from {self.source} to {params['destination']} ({self.destination_uri}) "
-                f"failed: {cause}",
-                domain_state_after=source_state(self.src, uuid), **self.base_result(name, uuid)) from err
+            # a job aborted at its timeout is a slow or cut network, whatever error the migration call returned
+            kind = TRANSIENT if watchdog.fired else failure_kind(err)
+            failure = self.save_failure(name, uuid, cause, kind)
+            msg = (f"migrating {name} from {self.source} to {params['destination']} ({self.destination_uri}) "
+                   f"failed: {cause}")
+            try:
+                state_after = source_state(self.src, uuid)
+            except LibvirtError as lost:  # the source's libvirtd went away with the migration
+                state_after = "unknown"
+                msg += f"; its state on {self.source} could not be read: {describe_error(lost)}"
+            raise MigrationFailed(f"{msg} ({held_why(failure)})", domain_state_after=state_after,
+                                  failure=failure, **self.base_result(name, uuid)) from err
         finally:
             if dconn is not None:
                 dconn.close()
@@ -545,14 +591,16 @@ class Migration:
                 destination = self.params["destination"]
                 where = (f"{'running' if on_source else 'not running'} on {self.source} and "
                          f"{'not running' if there_state == 'undefined' else there_state} on {destination}")
-                self.save_failure(name, uuid, f"libvirt reported success, but the domain was {where}")
+                # nothing failed that a retry would mend: the driver or a hook left it so
+                failure = self.save_failure(name, uuid, f"libvirt reported success, but the domain was {where}",
+                                            PERMANENT)
                 msg = f"libvirt reported success, but {name} is {where}"
                 if there is not None and there.isActive() and there_state != "running" and not on_source:
                     msg += (f"; it is left {there_state} on {destination} ({self.destination_uri}), not resumed, "
                             f"and does not run anywhere: resume it there (virsh resume {name}) once the cause is known")
                 raise MigrationFailed(
-                    msg, verified=False, domain_state_after=source_state(self.src, uuid),
-                    destination_state=there_state, **self.base_result(name, uuid))
+                    f"{msg} ({held_why(failure)})", verified=False, domain_state_after=source_state(self.src, uuid),
+                    destination_state=there_state, failure=failure, **self.base_result(name, uuid))
             return completed_job_stats(there) or (completed_job_stats(here) if here is not None else {})
         finally:
             dst.close()
@@ -562,11 +610,20 @@ class Migration:
         return dict(time=round(time.time(), 3), vm=name, uuid=uuid, source=self.source,
                     destination=self.params["destination"])
 
-    def save_failure(self, name, uuid, error):
-        """Record a failed migration in the source's state file: hypervisor_info reports it as the domain's
-        last_failure, and the plan holds the domain back for failure_hold minutes instead of retrying it every run."""
+    def save_failure(self, name, uuid, error, kind):
+        """Record a failed migration in the source's state file and return the record (with its kind, count
+        and previous): hypervisor_info reports it as the domain's last_failure, and the plans hold the domain
+        back for failure_hold minutes (a transient failure only once it repeats)."""
         record = self.new_record(name, uuid)
-        self.update_state(lambda state: add_failure(state, record, error), "the failure could not be recorded")
+        saved = {}
+
+        def change(state):
+            state = add_failure(state, record, error, kind)
+            saved.update(state.failures[-1])
+            return state
+
+        self.update_state(change, "the failure could not be recorded")
+        return saved or dict(record, error=error, kind=kind, count=1)
 
     def update_state(self, change, not_saved):
         """Apply ``change`` to the source's state file; a file that cannot be written is a warning

@@ -353,11 +353,16 @@ hypervisor:
         last_failure:
           description:
             - The domain's most recent failed migration from this host, as M(xen.drs.domain_migrate) recorded it in
-              the state file (the last 50 failures are kept); the plan holds the domain back for C(failure_hold)
-              minutes after it.
+              the state file (the last 50 failures are kept).
+            - C(kind) is V(permanent) (a cause a retry does not remove) or V(transient) (a connection lost, a job
+              aborted at its timeout), C(count) the failures in a row, C(previous) the time of the one before it in
+              that row. A failure recorded by a release before them has none of the three.
+            - The plan holds the domain back for C(failure_hold) minutes after a permanent failure (or one without a
+              kind), and after a transient one only when C(previous) is less than C(failure_hold) minutes before it.
           type: dict
           returned: when the state file has a failed migration of this domain
-          sample: {time: 1764000000.123, destination: hv2, error: "unsupported configuration: guest CPU doesn't match"}
+          sample: {time: 1764000000.123, destination: hv2, error: "the destination's CPU cannot run the domain's CPU model",
+                   kind: permanent, count: 1}
 clock_skew_seconds:
   description:
     - How far the host's clock is ahead of the control node's (negative when behind), within the time the task
@@ -635,8 +640,10 @@ def gather(module):
     for domain in domains:
         if domain["uuid"] in failed:
             failure = failed[domain["uuid"]]
-            domain["last_failure"] = dict({k: failure[k] for k in ("destination", "error")},
-                                          time=min(failure["time"], taken))
+            domain["last_failure"] = dict({k: failure[k] for k in ("destination", "error", "kind", "count")
+                                           if k in failure}, time=min(failure["time"], taken))
+            if "previous" in failure:
+                domain["last_failure"]["previous"] = min(failure["previous"], taken)
         domain["samples"] = state.domains.get(domain["uuid"], [])
         if domain["uuid"] in latest:
             record = latest[domain["uuid"]]

@@ -284,3 +284,40 @@ def test_drop_future_keeps_the_present_and_counts_what_it_dropped():
     assert kept.samples == [[100.0, 0.5], [104.0, 0.5]]  # within the tolerance of 5 s
     assert kept.domains == {"a": [[100.0, 1.0]]} and (dropped, later) == (3, 1)
     assert kept.migrations == state.migrations  # records are kept: their time counts as now
+
+
+def test_a_failure_counts_the_failures_in_a_row_since_the_last_migration():
+    state = _state.add_failure(_state.State(), record(100.0), "refused", "transient")
+    assert state.failures == [dict(record(100.0), error="refused", kind="transient", count=1)]
+    state = _state.add_failure(state, record(200.0, vm="db1"), "other domain", "transient")
+    state = _state.add_failure(state, record(300.0), "timed out", "transient")
+    assert state.failures[-1] == dict(record(300.0), error="timed out", kind="transient", count=2, previous=100.0)
+    state = _state.add_failure(state, record(400.0), "CPU incompatible", "permanent")
+    assert (state.failures[-1]["count"], state.failures[-1]["previous"]) == (3, 300.0)
+    # a migration of the domain since its last failure ends the row
+    state = dataclasses.replace(state, migrations=[record(450.0, source="hv2", destination="hv1")])
+    state = _state.add_failure(state, record(500.0), "timed out", "transient")
+    assert state.failures[-1] == dict(record(500.0), error="timed out", kind="transient", count=1)
+    assert state.failures[1]["count"] == 1  # db1's own row
+
+
+def test_a_failure_written_before_kinds_and_counts_reads_and_counts_one(tmp_path):
+    path = tmp_path / "state.json"
+    old = dict(record(100.0), error="refused")  # a release before kind, count and previous
+    path.write_text(json.dumps({"version": 3, "samples": [], "migrations": [], "failures": [old]}))
+    state, warning = _state.load_state(str(path))
+    assert warning is None and state.failures == [old]
+    state = _state.add_failure(state, record(200.0), "timed out", "transient")
+    assert (state.failures[-1]["count"], state.failures[-1]["previous"]) == (2, 100.0)
+    _state.save_state(str(path), state)
+    assert _state.load_state(str(path)) == (state, None)
+
+
+@pytest.mark.parametrize("bad", [{"kind": "flaky"}, {"count": 0}, {"count": "2"}, {"previous": "then"}])
+def test_a_failure_with_a_bad_kind_count_or_previous_is_a_corrupt_file(tmp_path, bad):
+    path = tmp_path / "state.json"
+    failure = dict(record(100.0), error="refused", **bad)
+    path.write_text(json.dumps({"version": 3, "samples": [], "migrations": [], "failures": [failure]}))
+    state, warning = _state.load_state(str(path))
+    assert state == _state.State()
+    assert "corrupt" in warning and "'failures'" in warning and "kind: permanent or transient" in warning

@@ -189,6 +189,74 @@ def test_failed_migration_names_the_cause_and_the_domain_stays(hosts, tmp_path, 
     assert cause in state["failures"][0]["error"]
 
 
+def failures(tmp_path):
+    return json.loads((tmp_path / "state.json").read_text())["failures"]
+
+
+@pytest.mark.parametrize("error, code, kind", [
+    ("the CPU is incompatible with host CPU: Host CPU does not provide required features: avx512f",
+     FakeLibvirt.VIR_ERR_CPU_INCOMPATIBLE, "permanent"),
+    ("Operation not supported: migration of a domain with a vhost-user device", FakeLibvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+     "permanent"),
+    ("argument unsupported: unsupported flags (0x800)", FakeLibvirt.VIR_ERR_ARGUMENT_UNSUPPORTED, "permanent"),
+    ("unsupported configuration: guest and host CPU are not compatible", FakeLibvirt.VIR_ERR_CONFIG_UNSUPPORTED,
+     "permanent"),
+    ("Unsafe migration: Migration may lead to data corruption", FakeLibvirt.VIR_ERR_MIGRATE_UNSAFE, "permanent"),
+    ("operation failed: guest CPU doesn't match specification: missing features: pcid",
+     FakeLibvirt.VIR_ERR_OPERATION_FAILED, "permanent"),
+    ("internal error: Attempt to migrate guest to the same host 0000-1", FakeLibvirt.VIR_ERR_INTERNAL_ERROR, "permanent"),
+    ("internal error: client socket is closed", FakeLibvirt.VIR_ERR_INTERNAL_ERROR, "transient"),  # a libvirtd killed
+    ("End of file while reading data: Input/output error", FakeLibvirt.VIR_ERR_SYSTEM_ERROR, "transient"),
+    ("Cannot write data: Broken pipe", FakeLibvirt.VIR_ERR_RPC, "transient"),
+    ("operation failed: migration out job: unexpectedly failed", FakeLibvirt.VIR_ERR_OPERATION_FAILED, "transient"),
+    ("operation aborted: migration out job: canceled by client", FakeLibvirt.VIR_ERR_OPERATION_ABORTED, "transient"),
+    ("Requested operation is not valid: domain is already being migrated", FakeLibvirt.VIR_ERR_OPERATION_INVALID,
+     "transient"),
+    ("an error whose code this release does not know", 4242, "transient"),
+])
+def test_a_failure_is_recorded_as_permanent_or_transient(hosts, tmp_path, run_module, error, code, kind):
+    hosts[0].domains[0].migrate_error = libvirtError(error, code)
+    result = run_module(domain_migrate, args(tmp_path))
+    assert result["failed"] is True
+    [failure] = failures(tmp_path)
+    assert (failure["kind"], failure["count"], "previous" in failure) == (kind, 1, False)
+    assert result["failure"] == failure
+    said = "a permanent failure: the plans hold" if kind == "permanent" else "a transient failure: the next run may try"
+    assert said in result["msg"], result["msg"]
+
+
+def test_failures_in_a_row_are_counted_until_a_migration_succeeds(hosts, tmp_path, run_module):
+    domain = hosts[0].domains[0]
+    domain.migrate_error = libvirtError("internal error: client socket is closed", FakeLibvirt.VIR_ERR_INTERNAL_ERROR)
+    first = run_module(domain_migrate, args(tmp_path))["failure"]
+    second = run_module(domain_migrate, args(tmp_path))
+    assert second["failure"]["count"] == 2 and second["failure"]["previous"] == first["time"]
+    assert "a transient failure, 2 in a row: the plans hold the domain back" in second["msg"], second["msg"]
+    domain.migrate_error = None
+    assert run_module(domain_migrate, args(tmp_path))["changed"] is True
+    hosts[1].domains[0].migrate_error = libvirtError("internal error: client socket is closed",
+                                                     FakeLibvirt.VIR_ERR_INTERNAL_ERROR)
+    back = run_module(domain_migrate, args(tmp_path, uri=DST, source="hv2", destination="hv1", destination_uri=SRC))
+    assert back["failure"]["count"] == 1 and "previous" not in back["failure"]  # the migration ended the row
+    assert [f["count"] for f in failures(tmp_path)] == [1, 2, 1]
+
+
+def test_a_source_libvirtd_gone_with_the_migration_is_named_not_a_bare_libvirt_error(hosts, tmp_path, run_module):
+    src = hosts[0]
+    lost = libvirtError("internal error: client socket is closed", FakeLibvirt.VIR_ERR_INTERNAL_ERROR)
+    src.domains[0].migrate_error = lost
+
+    def gone(_uuid):
+        raise lost
+
+    src.lookupByUUIDString = gone  # the source's libvirtd died with the migration: nothing answers any more
+    result = run_module(domain_migrate, args(tmp_path))
+    assert result["failed"] is True and result["domain_state_after"] == "unknown"
+    assert result["msg"].startswith("migrating web1 from hv1 to hv2"), result["msg"]
+    assert "its state on hv1 could not be read: internal error: client socket is closed" in result["msg"]
+    assert failures(tmp_path)[0]["kind"] == "transient"
+
+
 def test_timeout_aborts_the_job(hosts, tmp_path, run_module):
     src = hosts[0]
     domain = src.domains[0]
@@ -198,6 +266,7 @@ def test_timeout_aborts_the_job(hosts, tmp_path, run_module):
     assert "timed out after 1 s and the migration job was aborted" in result["msg"]
     assert ("abortJob",) in domain.calls
     assert result["domain_state_after"] == "running" and names(src) == [("web1", True)]
+    assert result["failure"]["kind"] == "transient" == failures(tmp_path)[0]["kind"]
 
 
 def test_timeout_on_a_driver_that_cannot_abort_warns_when_the_migration_completes(hosts, tmp_path, run_module):
@@ -277,9 +346,8 @@ def test_unverified_success_is_a_failure(hosts, tmp_path, run_module):
     assert result["failed"] is True and result["verified"] is False
     assert "is running on hv1 and not running on hv2" in result["msg"]
     assert result["destination_state"] == "undefined"
-    failures = json.loads((tmp_path / "state.json").read_text())["failures"]
-    assert [f["error"] for f in failures] == [
-        "libvirt reported success, but the domain was running on hv1 and not running on hv2"]
+    assert [(f["error"], f["kind"]) for f in failures(tmp_path)] == [
+        ("libvirt reported success, but the domain was running on hv1 and not running on hv2", "permanent")]
 
 
 def test_a_domain_that_arrived_paused_is_a_failure_and_is_left_paused(hosts, tmp_path, run_module):

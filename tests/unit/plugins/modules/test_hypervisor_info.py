@@ -300,6 +300,28 @@ def test_last_migration_and_migrations_touching_the_host(host, tmp_path, run_mod
     assert [r["time"] for r in result["migrations"]] == [now - 900, now - 300]
 
 
+def test_last_failure_with_its_kind_count_and_previous(host, tmp_path, run_module):
+    now = time.time()
+    failures = [
+        dict(time=now - 900, vm="half", uuid=HALF, source="hv1", destination="hv2", error="timed out", kind="transient",
+             count=1),
+        dict(time=now - 300, vm="half", uuid=HALF, source="hv1", destination="hv3", error="client socket is closed",
+             kind="transient", count=2, previous=now - 900),
+        dict(time=now - 200, vm="busy", uuid=BUSY, source="hv1", destination="hv2", error="refused"),  # an older release's
+        dict(time=now + 600, vm="idle", uuid=IDLE, source="hv1", destination="hv2", error="CPU incompatible",
+             kind="permanent", count=2, previous=now + 300),  # from this host's future: made now
+    ]
+    (tmp_path / "state.json").write_text(json.dumps({"version": 3, "samples": [], "migrations": [],
+                                                     "failures": failures}))
+    result = run_module(hypervisor_info, args(tmp_path))
+    domains = by_name(result)
+    assert domains["half"]["last_failure"] == dict(time=now - 300, destination="hv3", error="client socket is closed",
+                                                   kind="transient", count=2, previous=now - 900)
+    assert domains["busy"]["last_failure"] == dict(time=now - 200, destination="hv2", error="refused")
+    idle = domains["idle"]["last_failure"]
+    assert idle["time"] == idle["previous"] <= now + 5 and idle["kind"] == "permanent"
+
+
 def test_tags_come_from_the_domains_metadata(host, tmp_path, run_module):
     busy, half, _idle = host.domains
     busy.set_tags("prod", "db", "db")
