@@ -10,9 +10,31 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, make_dataclass
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 RUNNING = "running"
+
+# What domain_migrate found a failed migration's cause to be (see rules.FailureHold)
+PERMANENT, TRANSIENT = "permanent", "transient"
+FAILURE_KINDS = (PERMANENT, TRANSIENT)
+
+
+class Failure(NamedTuple):
+    """A domain's last failed migration, as hypervisor_info reports it (its last_failure).
+
+    ``kind`` is PERMANENT (a cause a retry does not remove: a CPU model the destination lacks, a driver
+    that refuses the migration) or TRANSIENT (a connection lost, a job aborted at its timeout); a failure
+    recorded by a release before the kinds has none and counts as PERMANENT, as every failure did then.
+    ``count`` is the number of failures of the domain from that host in a row (this one included, no
+    successful migration of it in between), ``previous`` the epoch of the one before this one in that row
+    (None when it is the first)."""
+
+    time: float
+    destination: str
+    error: str
+    kind: str = PERMANENT
+    count: int = 1
+    previous: Optional[float] = None
 
 
 class PlacementError(ValueError):
@@ -30,8 +52,7 @@ class Domain:
     state: str
     last_migration_time: Optional[float] = None
     last_migration_source: Optional[str] = None
-    # its last failed migration: (epoch, destination, error), or None
-    last_failure: Optional[Tuple[float, str, str]] = None
+    last_failure: Optional[Failure] = None  # its last failed migration, or None
     tags: Tuple[str, ...] = ()
     samples: Tuple[Tuple[float, float], ...] = ()  # (epoch, cores used), oldest first; () when unknown
     forecast: Optional[float] = None  # cores forecast max_over minutes ahead (planner, when predictive)
@@ -201,10 +222,7 @@ def _parse_domain(host_name, index, data):
         last_source = last.get("source") if isinstance(last.get("source"), str) else None
     failure = data.get("last_failure")
     if failure is not None:
-        _mapping(where, failure, "last_failure")
-        at = _At(where.host, where.domain, "last_failure")
-        failure = (_number(at, failure, "time"), _string(at, failure, "destination"),
-                   str(failure.get("error") or "no error recorded"))
+        failure = _parse_failure(where, failure)
     tags = data.get("tags")
     samples = data.get("samples")
     return Domain(
@@ -221,6 +239,25 @@ def _parse_domain(host_name, index, data):
         tags=() if tags is None else _string_list(where, tags, "tags"),
         samples=() if samples is None else _parse_samples(where, samples, "samples", "cores")[0],
     )
+
+
+def _parse_failure(where, data):
+    _mapping(where, data, "last_failure")
+    at = _At(where.host, where.domain, "last_failure")
+    when = _number(at, data, "time")
+    kind = data.get("kind")
+    if kind is None:
+        kind = PERMANENT  # recorded before failures had a kind: held at once, as then
+    elif kind not in FAILURE_KINDS:
+        _fail(at, "kind", " or ".join(repr(k) for k in FAILURE_KINDS), kind)
+    count = _count(at, data, "count") if data.get("count") is not None else 1
+    if count < 1:
+        _fail(at, "count", "a whole number >= 1", data["count"])
+    previous = _number(at, data, "previous", required=False)
+    if previous is not None and previous > when:
+        _fail(at, "previous", f"a time no later than its 'time' ({when})", previous)
+    return Failure(when, _string(at, data, "destination"), str(data.get("error") or "no error recorded"),
+                   kind, count, previous)
 
 
 def _count(where, data, name):

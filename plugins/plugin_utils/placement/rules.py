@@ -19,6 +19,7 @@ engine turns the same rules into constraints (exact.py) and every exact plan is 
 """
 
 from .history import figure, minutes
+from .model import TRANSIENT
 from .state import busy_demand, np
 
 # Loads are fractions summed with math.fsum; a cheap running estimate may differ from the exact sum
@@ -50,21 +51,35 @@ class Cooldown:
 
 
 class FailureHold:
-    """A domain whose migration failed lately is held back for failure_hold minutes: a migration that keeps
-    failing (a CPU model the destination lacks, a driver that refuses it) is not tried again every run."""
+    """A domain whose migration failed lately is held back for failure_hold minutes, so that a migration that
+    keeps failing is not tried again every run.
+
+    A permanent failure (domain_migrate's kind: a CPU model the destination lacks, a driver or an option it
+    refuses, unsafe storage), or one recorded before failures had a kind, holds the domain at once. A transient
+    one (the connection lost, the job aborted at its timeout, a libvirtd restarted) holds it only once it
+    repeats: the failure before it, in the same row of failures, came less than failure_hold minutes before it.
+    A transient failure on its own lets the next run try again."""
 
     name = "failure_hold"
 
     @staticmethod
     def blocks(domain, policy):
-        if domain.last_failure is None or policy.failure_hold <= 0:
+        failure = domain.last_failure
+        if failure is None or policy.failure_hold <= 0:
             return None
-        when, destination, error = domain.last_failure
-        since = (policy.now - when) / 60
-        if since < policy.failure_hold:
-            return (f"held back: its migration to {destination} failed {minutes(max(since, 0))} min ago ({error}), "
-                    f"failure_hold {minutes(policy.failure_hold)} min")
-        return None
+        since = (policy.now - failure.time) / 60
+        if since >= policy.failure_hold:
+            return None
+        held = f"held back: its migration to {failure.destination} failed {minutes(max(since, 0))} min ago ({failure.error})"
+        if failure.kind == TRANSIENT:
+            if failure.previous is None:
+                return None
+            gap = (failure.time - failure.previous) / 60
+            if gap >= policy.failure_hold:
+                return None
+            held += (f", {max(failure.count, 2)} transient failures in a row, the one before it {minutes(gap)} min "
+                     "earlier")
+        return f"{held}, failure_hold {minutes(policy.failure_hold)} min"
 
 
 MOVABLE = (Exclude, Cooldown, FailureHold)

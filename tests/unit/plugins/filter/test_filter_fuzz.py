@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from ansible_collections.xen.drs.plugins.filter.migration_waves import migration_waves
 from ansible_collections.xen.drs.plugins.filter.rebalance_plan import rebalance_plan
 from ansible_collections.xen.drs.plugins.plugin_utils.placement.model import DEFAULTS
+from ansible_collections.xen.drs.tests.unit.plugins.plugin_utils.placement.builders import held_by_failure
 
 NOW = 1_700_000_000
 HANG_SECONDS = 30
@@ -116,8 +117,12 @@ def domains(draw, name):
         domain["last_migration"] = {"time": draw(st.integers(NOW - 7200, NOW + 60)),
                                     "source": draw(st.sampled_from(["hv1", "hv2"]))}
     if draw(st.booleans()):
-        domain["last_failure"] = {"time": draw(st.integers(NOW - 20000, NOW + 60)),
-                                  "destination": draw(st.sampled_from(["hv1", "hv2"])), "error": "refused"}
+        failed = draw(st.integers(NOW - 20000, NOW + 60))
+        domain["last_failure"] = {"time": failed, "destination": draw(st.sampled_from(["hv1", "hv2"])), "error": "refused"}
+        if draw(st.booleans()):
+            domain["last_failure"]["kind"] = draw(st.sampled_from(["permanent", "transient"]))
+            if draw(st.booleans()):
+                domain["last_failure"].update(count=2, previous=failed - draw(st.integers(0, 20000)))
     if draw(st.booleans()):
         domain["tags"] = draw(st.lists(st.sampled_from(["db", "web", "gold"]), max_size=2))
     if draw(st.booleans()):
@@ -206,9 +211,10 @@ def assert_plan(cluster, policy, result):
         moving = next(d for h in cluster if h["name"] == move["source"] for d in h["domains"]
                       if d["name"] == move["vm"] and d["state"] == "running")
         policy_now = result["policy"]["now"]
-        for key, knob in (("last_migration", "cooldown"), ("last_failure", "failure_hold")):
-            if moving.get(key) and result["policy"][knob]:
-                assert (policy_now - moving[key]["time"]) / 60 >= result["policy"][knob], (move, key)
+        last = moving.get("last_migration")
+        if last and result["policy"]["cooldown"]:
+            assert (policy_now - last["time"]) / 60 >= result["policy"]["cooldown"], move
+        assert not held_by_failure(moving.get("last_failure"), policy_now, result["policy"]["failure_hold"]), move
         assert move["vm"] not in moved
         moved.add(move["vm"])
         assert isinstance(move["reason"], str) and move["reason"]

@@ -57,6 +57,16 @@ DEFAULTS = {"load_threshold": 0.75, "max_load_candidate": 0.65, "max_vm_per_host
             "headroom": True, "max_over": 10}
 
 
+def held_by_failure(failure, now, hold):
+    """The spec: a failed migration holds its domain for `hold` minutes after it, a transient failure only
+    when the one before it (its `previous`) came less than `hold` minutes before it; no kind is permanent."""
+    if not failure or not hold or (now - failure["time"]) / 60 >= hold:
+        return False
+    if failure.get("kind") != "transient":
+        return True
+    return failure.get("previous") is not None and (failure["time"] - failure["previous"]) / 60 < hold
+
+
 def forecast(domain, pol, now=NOW):
     """A domain's demand max_over minutes ahead: its cpu plus half the least-squares slope of its samples
     over the last 3 x max_over minutes times max_over (a damped trend; at least 3 samples; never below 0)."""
@@ -275,9 +285,8 @@ def check_plan(cluster, policy, result, now=NOW):
         last = domain.get("last_migration")
         if last and pol["cooldown"]:
             assert (now - last["time"]) / 60 >= pol["cooldown"], f"{name} moved inside its cooldown"
-        failure = domain.get("last_failure")
-        if failure and pol["failure_hold"]:
-            assert (now - failure["time"]) / 60 >= pol["failure_hold"], f"{name} moved inside its failure hold"
+        assert not held_by_failure(domain.get("last_failure"), now, pol["failure_hold"]), \
+            f"{name} moved inside its failure hold"
         refused = _refusal(hosts, pol, domain, move["destination"], move["source"])
         assert refused is None, f"{name} onto {move['destination']} breaks {refused}"
         source["running"].remove(domain)

@@ -137,6 +137,37 @@ CASES = {
         dict(web1={"last_failure": {"time": NOW - 30 * MIN, "destination": "hv2", "error": "refused"}},
              policy={"failure_hold": 0}),
     ),
+    "failure hold: a permanent failure, at once": (
+        dict(web1={"last_failure": {"time": NOW - 5 * MIN, "destination": "hv2", "error": "CPU incompatible",
+                                    "kind": "permanent", "count": 1}}),
+        "held back: its migration to hv2 failed 5 min ago (CPU incompatible), failure_hold 240 min",
+        dict(web1={"last_failure": {"time": NOW - 240 * MIN, "destination": "hv2", "error": "CPU incompatible",
+                                    "kind": "permanent", "count": 1}}),
+    ),
+    "failure hold: a transient failure once it repeats": (
+        dict(web1={"last_failure": {"time": NOW - 5 * MIN, "destination": "hv2", "error": "connection lost",
+                                    "kind": "transient", "count": 2, "previous": NOW - 35 * MIN}}),
+        "held back: its migration to hv2 failed 5 min ago (connection lost), 2 transient failures in a row, "
+        "the one before it 30 min earlier, failure_hold 240 min",
+        # the same failure on its own: the next run tries again
+        dict(web1={"last_failure": {"time": NOW - 5 * MIN, "destination": "hv2", "error": "connection lost",
+                                    "kind": "transient", "count": 1}}),
+    ),
+    "failure hold: transient failures less than failure_hold apart": (
+        dict(web1={"last_failure": {"time": NOW - 5 * MIN, "destination": "hv2", "error": "timed out",
+                                    "kind": "transient", "count": 3, "previous": NOW - 244 * MIN}}),
+        "held back: its migration to hv2 failed 5 min ago (timed out), 3 transient failures in a row, "
+        "the one before it 239 min earlier, failure_hold 240 min",
+        dict(web1={"last_failure": {"time": NOW - 5 * MIN, "destination": "hv2", "error": "timed out",
+                                    "kind": "transient", "count": 3, "previous": NOW - 245 * MIN}}),
+    ),
+    "failure hold: a repeated transient failure, held for failure_hold after the last": (
+        dict(web1={"last_failure": {"time": NOW - 239 * MIN, "destination": "hv2", "error": "timed out",
+                                    "kind": "transient", "count": 2, "previous": NOW - 250 * MIN}}),
+        "held back: its migration to hv2 failed 239 min ago (timed out), 2 transient failures in a row",
+        dict(web1={"last_failure": {"time": NOW - 240 * MIN, "destination": "hv2", "error": "timed out",
+                                    "kind": "transient", "count": 2, "previous": NOW - 250 * MIN}}),
+    ),
 }
 
 
