@@ -9,13 +9,16 @@ checked, guests lost, guests running twice).
 1. ansible-playbook (the controller) is killed with SIGKILL during a migration wave: the next run of
    the same control node takes the dead run's locks over at once, without waiting for the lock's ttl,
    and finishes the evacuation.
-2. The destination's libvirtd is killed (SIGKILL) while a migration is in flight, then started again.
-3. The source's libvirtd is killed (SIGKILL) while a migration is in flight, then started again.
+2. The destination's libvirtd is killed (SIGKILL) while a migration of evacuate.yml is in flight, then started
+   again: the run fails naming the move, the failure is recorded as transient, and the next run moves the guest.
+3. The source's libvirtd is killed (SIGKILL) likewise, then started again.
 4. A guest is paused when its move comes; another was shut down and a third migrated by hand since the
    plan was made: none of them is touched, each outcome says why.
 5. The hypervisors' state files are truncated, emptied, replaced by garbage and replaced by a directory
    (what root cannot read): a run goes on, warns about each, and leaves readable state files.
-6. The destination's link is cut while a migration is in flight (its switch port set down), then restored.
+6. The destination's link is cut while a migration of evacuate.yml is in flight (its switch port set down), then
+   restored: the job is aborted at its timeout, the run fails naming the move; the next run tries again (a transient
+   failure), and when it is cut off too, the run after it holds the guest back (failure_hold), saying why.
 7. Two runs start within one second: at most one acts, the other is refused and says why, no lock is left.
    A run of another control node (its own host name) is killed with its locks held: this control node
    never takes them over (it cannot see that machine's processes) and waits for their ttl.
@@ -230,51 +233,75 @@ def test_a_dead_run_of_another_control_node_keeps_its_locks_until_their_ttl(lab,
         assert lab.host_exec(host, ["test", "-e", LOCK_FILE], check=False).returncode != 0, f"a lock left on {host}"
 
 
-def migrate_in_background(lab, guest, source, destination):
-    cmd = ["ansible-playbook", "-i", str(lab.inventory_path), str(MIGRATE_PLAYBOOK), "--extra-vars",
-           json.dumps({"vm": guest, "source": source, "destination": destination, "bandwidth_mib": SLOW_MIB,
-                       "migrate_timeout": 240})]
-    return popen_ctl(lab, cmd, env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+def pinned_evacuation(lab, reports, guest, destination, **extra):
+    """evacuate.yml emptying hv1, ``guest`` pinned to ``destination`` (so the test knows where it goes)."""
+    policy = {"load_threshold": 0.95, "max_load_candidate": 0.95, "max_over": 1, "interval": 2, "cooldown": 5,
+              "pin": {guest: [destination]}}
+    return demo.playbook_command(lab, "evacuate.yml", reports, policy,
+                                 "--extra-vars", json.dumps({"xen_drs_evacuate": "hv1", **extra}))
 
 
-def migrated_result(proc):
-    output = proc.communicate(timeout=600)[0]
-    result = json.loads(output[output.index("{"):])
-    return task_results(result, "Migrate the guest from the source")["localhost"]
+def failed_run(lab, proc, reports, guest, destination):
+    """The run's exit status, output and report say that ``guest``'s move failed; returns its outcome."""
+    output = flat(proc.communicate(timeout=900)[0])
+    report = demo.newest_report(reports)
+    outcome = next(o for o in report["outcomes"] if o["vm"] == guest)
+    assert proc.returncode != 0 and outcome["status"] == "failed", (outcome, output[-3000:])
+    assert outcome["msg"].startswith(f"migrating {guest} from hv1 to {destination}"), outcome
+    # the Result stage names the move that did not happen, with the module's message
+    assert "1 planned migration(s) did not happen" in output and f"{guest} hv1 -> {destination}:" in output, output[-3000:]
+    return outcome
+
+
+def held(report, guest):
+    """Why ``report``'s plan held ``guest`` back after a failed migration, or None."""
+    reasons = [s["reason"] for s in report["skipped"] if s["vm"] == guest and "held back: " in s["reason"]]
+    return reasons[0] if reasons else None
 
 
 @pytest.mark.parametrize("victim", ["destination", "source"])
-def test_libvirtd_killed_during_a_migration(lab, make_guests, victim):
+def test_libvirtd_killed_during_a_migration(lab, make_guests, tmp_path, victim):
+    """Faults 1 and 2 through evacuate.yml: the run's migration is in flight when the victim's libvirtd is
+    killed (SIGKILL), then started again. The run fails naming the move; the failure is recorded on the source
+    as transient (a lost connection), so the next run does not hold the domain back: it evacuates it."""
     guest, source, destination = f"fk-{victim[:3]}", "hv1", "hv2"
     make_guests({source: {guest: "idle"}})
     before = booted(lab, {guest: source})
     host = destination if victim == "destination" else source
-    proc = migrate_in_background(lab, guest, source, destination)
+    run = popen_ctl(lab, pinned_evacuation(lab, tmp_path / "first", guest, destination, xen_drs_bandwidth_mib=SLOW_MIB))
+    down = False
     try:
-        wait_for(lambda: proc.poll() is None and migration_in_flight(lab, source, [guest]), 240,
+        wait_for(lambda: run.poll() is None and migration_in_flight(lab, source, [guest]), 240,
                  f"{guest}'s migration to start")
         kill_libvirtd(lab, host)
-        started = time.monotonic()
-        moved = migrated_result(proc)
-        print(f"\n{victim} libvirtd killed mid-migration: the task ended {time.monotonic() - started:.1f} s later: "
-              f"{moved.get('msg')}")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        down, killed = True, time.monotonic()
+        # the migration fails at once; the run goes on (record, report, unlock) with libvirtd back
+        wait_for(lambda: migration_in_flight(lab, source, [guest]) is None, 120, f"{guest}'s migration to end")
         lab.start_libvirtd(host)
+        down = False
+        outcome = failed_run(lab, run, tmp_path / "first", guest, destination)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        if down:
+            lab.start_libvirtd(host)
+    print(f"\n{victim} libvirtd killed mid-migration: the run ended {time.monotonic() - killed:.1f} s later: "
+          f"{outcome['msg']}")
+    assert "a transient failure: the next run may try again" in outcome["msg"], outcome
+    if victim == "source":  # the module could not read the domain's state any more, and says so
+        assert "its state on hv1 could not be read" in outcome["msg"], outcome
     # libvirt reconnects to its guests when it starts again, and cleans up the broken migration
-    wait_for(lambda: len(running_on(lab, guest)) == 1, 120, f"{guest} to be active on one host only")
-    placed = check_invariant(lab, f"{victim} libvirtd killed mid-migration", before,
-                             f"migration {'failed' if moved.get('failed') else 'succeeded'}; {guest} on "
-                             f"{running_on(lab, guest)[0]}")
-    persistent = re.search(r"^Persistent:\s+(\S+)", lab.virsh(placed[guest], "dominfo", guest), re.MULTILINE)
-    print(f"{guest} on {placed[guest]} after the fault, persistent: {persistent.group(1) if persistent else '?'}")
-    if moved.get("failed"):
-        # the module says what it knows: with the source's libvirtd gone it cannot tell the domain's state
-        assert placed[guest] == source and moved.get("domain_state_after") in ("running", None), moved
-        assert moved["msg"], moved
-    else:
-        assert placed[guest] == destination and moved.get("verified"), moved
+    wait_for(lambda: running_on(lab, guest) == [source], 120, f"{guest} to be active on {source} only")
+    failure = state_file(lab, source)["failures"][-1]
+    assert (failure["vm"], failure["kind"], failure["count"]) == (guest, "transient", 1), failure
+    check_invariant(lab, f"{victim} libvirtd killed mid-migration (evacuate.yml)", before,
+                    f"the run failed naming the move; {guest} stayed on {source}; the next run moved it")
+    # one transient failure: the next run plans the domain again, and the evacuation is done
+    proc = lab.ctl(pinned_evacuation(lab, tmp_path / "next", guest, destination), check=False, timeout=900)
+    said = flat(proc.stdout + proc.stderr)
+    report = demo.newest_report(tmp_path / "next")
+    assert proc.returncode == 0 and held(report, guest) is None, (report["skipped"], said[-3000:])
+    assert [o["vm"] for o in demo.moved(report)] == [guest] and running_on(lab, guest) == [destination]
 
 
 def test_a_move_whose_guest_is_no_longer_running_on_its_source_is_not_run(lab, make_guests):
@@ -436,30 +463,59 @@ def test_a_migration_that_arrives_paused_is_a_failure_and_nothing_is_resumed(lab
                     f"task failed naming the paused state; {guest} left paused on {destination}, resumed by hand")
 
 
-def test_the_migration_network_cut_mid_migration(lab, make_guests):
+def cut_during_migration(lab, reports, guest, source, destination):
+    """An evacuation whose migration of ``guest`` is cut off (``destination``'s link set down) once in flight; the
+    link comes back once the module aborted the job at its 20 s timeout. Returns the failed outcome."""
+    run = popen_ctl(lab, pinned_evacuation(lab, reports, guest, destination, xen_drs_bandwidth_mib=SLOW_MIB,
+                                           xen_drs_migration_timeout=20))
+    try:
+        wait_for(lambda: run.poll() is None and migration_in_flight(lab, source, [guest]), 240,
+                 f"{guest}'s migration to start")
+        link(lab, destination, "down")
+        cut = time.monotonic()
+        wait_for(lambda: migration_in_flight(lab, source, [guest]) is None, 180, f"{guest}'s migration to be aborted")
+        link(lab, destination, "up")  # before the run's Unlock stage reaches the destination
+        outcome = failed_run(lab, run, reports, guest, destination)
+    finally:
+        link(lab, destination, "up")
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    print(f"\nlink cut mid-migration: the run ended {time.monotonic() - cut:.1f} s later: {outcome['msg']}")
+    assert "timed out after 20 s" in outcome["msg"], outcome
+    # the destination's half-received copy goes away once the hosts talk again
+    wait_for(lambda: running_on(lab, guest) == [source], 180, f"{guest} to be active on {source} only")
+    return outcome
+
+
+def test_the_migration_network_cut_mid_migration(lab, make_guests, tmp_path):
+    """Fault 3 through evacuate.yml: the destination's link is cut while the run's migration is in flight, then
+    restored. The module aborts the job at its timeout, the run fails naming the move, the guest stays on its
+    source. The failure is transient: the next run tries again; when that one is cut off too, the run after it
+    holds the domain back (two transient failures within failure_hold), naming both."""
     guest, source, destination = "fk-cut", "hv1", "hv3"
     make_guests({source: {guest: "idle"}})
     before = booted(lab, {guest: source})
-    cmd = ["ansible-playbook", "-i", str(lab.inventory_path), str(MIGRATE_PLAYBOOK), "--extra-vars",
-           json.dumps({"vm": guest, "source": source, "destination": destination, "bandwidth_mib": SLOW_MIB,
-                       "migrate_timeout": 20})]
-    proc = popen_ctl(lab, cmd, env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
-    try:
-        wait_for(lambda: proc.poll() is None and migration_in_flight(lab, source, [guest]), 240,
-                 f"{guest}'s migration to start")
-        link(lab, destination, "down")
-        started = time.monotonic()
-        moved = migrated_result(proc)
-        print(f"\nlink cut mid-migration: the task ended {time.monotonic() - started:.1f} s later: {moved.get('msg')}")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        link(lab, destination, "up")
-    assert moved.get("failed") and "timed out after 20 s" in moved["msg"], moved
-    # the destination's half-received copy goes away once the hosts talk again
-    wait_for(lambda: running_on(lab, guest) == [source], 180, f"{guest} to be active on {source} only")
-    check_invariant(lab, "migration link cut mid-migration, then restored", before,
-                    f"migration aborted at its timeout; {guest} stayed on {source}")
+    first = cut_during_migration(lab, tmp_path / "first", guest, source, destination)
+    assert "a transient failure: the next run may try again" in first["msg"], first
+    check_invariant(lab, "link cut mid-migration, then restored (evacuate.yml)", before,
+                    f"migration aborted at its timeout; {guest} stayed on {source}; tried again next run, "
+                    "held back after a second cut")
+    second = cut_during_migration(lab, tmp_path / "second", guest, source, destination)  # planned again: not held
+    assert "a transient failure, 2 in a row: the plans hold the domain back" in second["msg"], second
+    failures = [f for f in state_file(lab, source)["failures"] if f["vm"] == guest]
+    assert [(f["kind"], f["count"]) for f in failures] == [("transient", 1), ("transient", 2)], failures
+    assert failures[1]["previous"] == failures[0]["time"]
+    proc = lab.ctl(pinned_evacuation(lab, tmp_path / "third", guest, destination), check=False, timeout=900)
+    said = flat(proc.stdout + proc.stderr)
+    report = demo.newest_report(tmp_path / "third")
+    reason = held(report, guest)
+    print(f"third run: exit code {proc.returncode}; {guest}: {reason}")
+    assert reason and "2 transient failures in a row" in reason and "failure_hold 240 min" in reason, report["skipped"]
+    assert report["migrations"] == [] and proc.returncode != 0, said[-3000:]
+    assert f"hv1 is not empty: {guest} stays (" in said and f"held back: its migration to {destination} failed" in said, \
+        said[-3000:]
+    check_invariant(lab, "migration link cut twice: the domain held back", before,
+                    f"{guest} held back on {source} after two transient failures, named in the plan")
 
 
 def test_two_runs_started_within_one_second(lab, make_guests, tmp_path):
