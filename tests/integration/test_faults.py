@@ -36,6 +36,8 @@ checked, guests lost, guests running twice).
 11. libvirt reports a migration as successful, but the guest arrives paused on the destination (the source's
    module Python adds VIR_MIGRATE_PAUSED to the migration's flags): the module fails naming the destination and
    the state, records the failure and resumes nothing; the guest, resumed by hand, ticks on where it was.
+12. A migration is refused for good (libvirt's VIR_ERR_CPU_INCOMPATIBLE, given by the source's module Python): the
+   failure is recorded as permanent, and the next run holds the guest back at once (failure_hold), saying why.
 Wall times are printed as figures, not asserted.
 """
 
@@ -516,6 +518,48 @@ def test_the_migration_network_cut_mid_migration(lab, make_guests, tmp_path):
         said[-3000:]
     check_invariant(lab, "migration link cut twice: the domain held back", before,
                     f"{guest} held back on {source} after two transient failures, named in the plan")
+
+
+# The source's libvirt-python, as the module sees it: every migration is refused as libvirt refuses a guest CPU model
+# the destination cannot run (the lab's hosts share one CPU, so the error is given, with libvirt's own code).
+REFUSE_CPU = """\
+import libvirt
+MSG = "the CPU is incompatible with host CPU: Host CPU does not provide required features: avx512f"
+def _refuse(self, *args, **kwargs):
+    err = libvirt.libvirtError(MSG)
+    err.err = (libvirt.VIR_ERR_CPU_INCOMPATIBLE, libvirt.VIR_FROM_QEMU, MSG, libvirt.VIR_ERR_ERROR, None, None, None, -1, -1)
+    raise err
+for _name in ("migrateToURI3", "migrate3"):
+    setattr(libvirt.virDomain, _name, _refuse)
+"""
+
+
+def test_a_migration_refused_for_good_is_held_back_at_once(lab, make_guests, tmp_path):
+    """Fault 13 through evacuate.yml: the migration fails with VIR_ERR_CPU_INCOMPATIBLE. The run fails naming the
+    move, the failure is recorded on the source as permanent, and the next run (libvirt no longer refusing) holds
+    the guest back at once, naming the failure, instead of trying it again."""
+    guest, source, destination = "fk-cpu", "hv1", "hv2"
+    make_guests({source: {guest: "idle"}})
+    before = booted(lab, {guest: source})
+    shim = shimmed_inventory(tmp_path, "cpu-incompatible", source, REFUSE_CPU)
+    cmd = pinned_evacuation(lab, tmp_path / "first", guest, destination)
+    outcome = failed_run(lab, popen_ctl(lab, cmd[:3] + ["-i", str(shim)] + cmd[3:]), tmp_path / "first", guest,
+                         destination)
+    print(f"\nmigration refused (CPU incompatible): {outcome['msg']}")
+    assert "the destination's CPU cannot run the domain's CPU model" in outcome["msg"], outcome
+    assert "a permanent failure: the plans hold the domain back for failure_hold minutes" in outcome["msg"], outcome
+    failure = state_file(lab, source)["failures"][-1]
+    assert (failure["vm"], failure["kind"], failure["count"]) == (guest, "permanent", 1), failure
+    proc = lab.ctl(pinned_evacuation(lab, tmp_path / "next", guest, destination), check=False, timeout=900)
+    said = flat(proc.stdout + proc.stderr)
+    report = demo.newest_report(tmp_path / "next")
+    reason = held(report, guest)
+    print(f"next run: exit code {proc.returncode}; {guest}: {reason}")
+    assert reason and "failure_hold 240 min" in reason and "transient" not in reason, report["skipped"]
+    assert report["migrations"] == [] and proc.returncode != 0 and f"hv1 is not empty: {guest} stays (" in said, \
+        said[-3000:]
+    check_invariant(lab, "a migration refused for good (CPU incompatible)", before,
+                    f"the run failed naming the move; the next run held {guest} back at once, saying why")
 
 
 def test_two_runs_started_within_one_second(lab, make_guests, tmp_path):
