@@ -7,6 +7,7 @@ Real processes, not mocks: the live run is this test's own process; the dead one
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -96,9 +97,15 @@ def stubbed(action_module, monkeypatch):
     the warnings it displayed)."""
 
     class Plugin(action_module.ActionModule):
+        interpreter = None  # the host's Python not known: releasing runs the module too
+
         def __init__(self, args, answers):  # pylint: disable=super-init-not-called
-            self._task = type("Task", (), {"args": args})()
+            self._task = type("Task", (), {"args": args, "check_mode": False, "diff": False})()
+            self._connection = type("Connection", (), {"_shell": type("Shell", (), {"SHELL_FAMILY": "sh"})()})()
             self.answers, self.calls = list(answers), []
+
+        def _interpreter(self, task_vars):
+            return self.interpreter
 
         def _execute_module(self, module_name=None, module_args=None, task_vars=None, **_kwargs):
             self.calls.append((module_name, dict(module_args)))
@@ -113,6 +120,7 @@ def stubbed(action_module, monkeypatch):
         plugin = Plugin(args, answers)
         result = plugin.run(task_vars={"inventory_hostname": "hv1"})
         return result, plugin.calls, warnings
+    run.plugin = Plugin
     return run
 
 
@@ -157,6 +165,87 @@ def test_releasing_sends_no_controller(action):
     assert result["changed"] and calls == [("xen.drs.run_lock", {"owner": "run-2", "state": "released"})]
 
 
+# ------------------------------------------------------------ releasing without the module: the lock's own code
+
+
+@pytest.fixture
+def release(action, monkeypatch):
+    """Run the plugin with the host's Python known (this one) and its commands run here, as the host would."""
+    commands = []
+
+    def execute(_self, cmd, sudoable=True, **_kwargs):
+        commands.append(cmd)
+        proc = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, check=False)
+        return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+
+    monkeypatch.setattr(action.plugin, "interpreter", sys.executable)
+    monkeypatch.setattr(action.plugin, "_low_level_execute_command", execute, raising=False)
+    monkeypatch.setattr(action.plugin, "_compute_environment_string", lambda _self: "", raising=False)
+    action.commands = commands
+    return action
+
+
+def lock_file(tmp_path, owner):
+    path = tmp_path / "lock" / "rebalance.lock"
+    path.parent.mkdir(mode=0o700)
+    path.write_text(json.dumps({"owner": owner, "time": 1.0, "renewed": 1.0, "expires": 4e9}) + "\n")
+    return path
+
+
+def test_releasing_runs_the_locks_own_code_on_the_host_without_the_module(release, tmp_path):
+    path = lock_file(tmp_path, "run-2")
+    result, calls, warnings = release({"owner": "run-2", "state": "released", "path": str(path)})
+    assert calls == [] and warnings == [] and len(release.commands) == 1
+    assert release.commands[0].startswith(f"{sys.executable} -c ")
+    assert result["released"] is True and result["changed"] is True and result["warnings"] == []
+    assert result["holder"]["owner"] == "run-2" and result["lock_file"] == str(path) and "diff" not in result
+    assert not path.exists()
+    # again: nothing to release
+    result, _calls, _warnings = release({"owner": "run-2", "state": "released", "path": str(path)})
+    assert (result["released"], result["changed"], "holder" in result) == (False, False, False)
+
+
+def test_releasing_leaves_another_runs_lock_and_says_so(release, tmp_path):
+    path = lock_file(tmp_path, "run-1")
+    result, calls, _warnings = release({"owner": "run-2", "state": "released", "path": str(path)})
+    assert calls == [] and result["released"] is False and path.exists()
+    assert result["warnings"] == [f"lock {path} is held by run run-1, taken 1970-01-01T00:00:01Z, expires "
+                                  f"2096-10-02T07:06:40Z, not by run-2: left in place"]
+
+
+def test_a_lock_that_cannot_be_used_is_a_failure_naming_it(release, tmp_path):
+    (tmp_path / "file").write_text("")
+    path = tmp_path / "file" / "rebalance.lock"
+    result, calls, _warnings = release({"owner": "run-2", "state": "released", "path": str(path)})
+    assert calls == [] and result["failed"] is True and result["msg"].startswith(f"cannot use lock file {path}: ")
+
+
+@pytest.mark.parametrize("args, why", [
+    ({"owner": "run-2"}, "taking the lock"),
+    ({"owner": "run-2", "state": "released", "ttl": 60}, "an option the program does not take"),
+    ({"owner": " ", "state": "released"}, "an empty owner: the module says why"),
+])
+def test_anything_but_a_plain_release_runs_the_module(release, args, why):
+    _result, calls, _warnings = release(args, {"changed": True})
+    assert [name for name, _args in calls] == ["xen.drs.run_lock"] and release.commands == [], why
+
+
+def test_a_release_program_that_does_not_answer_runs_the_module(release, monkeypatch):
+    monkeypatch.setattr(release.plugin, "interpreter", "/nonexistent/python")
+    result, calls, _warnings = release({"owner": "run-2", "state": "released"}, {"changed": False, "released": False})
+    assert len(release.commands) == 1 and calls == [("xen.drs.run_lock", {"owner": "run-2", "state": "released"})]
+    assert result == {"changed": False, "released": False}
+
+
+def test_check_and_diff_mode_run_the_module(release, monkeypatch):
+    for mode in ("check_mode", "diff"):
+        plugin = release.plugin({"owner": "run-2", "state": "released"}, [{"changed": False}])
+        setattr(plugin._task, mode, True)
+        plugin.run(task_vars={"inventory_hostname": "hv1"})
+        assert [name for name, _args in plugin.calls] == ["xen.drs.run_lock"], mode
+    assert release.commands == []
+
+
 # ------------------------------------------------------- hypervisor_info's action plugin: the same, in ``lock``
 
 
@@ -193,3 +282,18 @@ def test_measuring_never_takes_a_live_runs_lock(measure):
     refusal = {"failed": True, "msg": "held by run-1", "run_lock": {"acquired": False, "holder": holder()}}
     result, calls, warnings = measure({"name": "hv1", "lock": {"owner": "run-2"}}, refusal)
     assert result["failed"] and len(calls) == 1 and warnings == []
+
+
+@pytest.mark.parametrize("task_vars, expected", [
+    ({"ansible_python_interpreter": "/opt/py/bin/python3"}, "/opt/py/bin/python3"),
+    ({"ansible_python_interpreter": "auto", "ansible_facts": {"discovered_interpreter_python": "/usr/bin/python3.11"}},
+     "/usr/bin/python3.11"),
+    ({"ansible_python_interpreter": "auto"}, None),  # not discovered on this host yet: the module runs (and discovers)
+])
+def test_the_hosts_python_is_the_one_a_module_run_would_use(task_vars, expected):
+    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
+    from ansible.template import Templar  # pylint: disable=import-outside-toplevel
+
+    plugin = run_lock.ActionModule.__new__(run_lock.ActionModule)
+    plugin._templar = Templar(loader=DataLoader(), variables=task_vars)  # pylint: disable=protected-access
+    assert plugin._interpreter(task_vars) == expected  # pylint: disable=protected-access
