@@ -14,8 +14,10 @@ Per planner the engine measures migrations, the share of host-steps over ``load_
 overload-minutes, host-steps sustained-overloaded, peak load, ping-pongs (back on a host left less
 than 2 hours before), memory moved, planning time per step and the day's wall time.
 """
+import dataclasses
 import glob
 import os
+import random
 
 import baselines
 import placement  # pylint: disable=import-error
@@ -60,6 +62,18 @@ def reference_policy(overrides=None):
 def scenario(path):
     """The reference cluster of the trace day at ``path``."""
     return replay.preset(PRESET).scenario(replay.read_trace(path))
+
+
+def reshuffled(day, seed):
+    """The reference cluster of ``day`` (a Scenario) with its VMs dealt round-robin in another order:
+    the file's rows shuffled by ``random.Random(seed)``. Same VMs, hosts, memory and demand; only the
+    starting placement differs. The reference placement is one draw among many: a policy judged on it
+    alone can be tuned to it (the benchmark's "days you do not have")."""
+    order = list(range(len(day.vms)))
+    random.Random(seed).shuffle(order)
+    hosts = [host.name for host in day.hosts]
+    vms = tuple(dataclasses.replace(day.vms[index], host=hosts[deal % len(hosts)]) for deal, index in enumerate(order))
+    return dataclasses.replace(day, name="%s~placement%d" % (day.name, seed), vms=vms)
 
 
 def replay_day(day, planner, overrides=None):

@@ -191,6 +191,41 @@ def test_trace_replay_runs_the_engine_on_the_reference_preset(tmp_path):
     assert quiet.metrics.over_host_steps == 4 and quiet.metrics.sustained_host_steps == 2
 
 
+def test_a_reshuffled_day_deals_the_same_vms_in_another_seeded_order(tmp_path):
+    import traces  # pylint: disable=import-outside-toplevel,import-error
+
+    day = traces.scenario(hot_day(tmp_path))
+    placed = {seed: traces.reshuffled(day, seed) for seed in range(1, 9)}
+    assert placed[3] == traces.reshuffled(day, 3)  # seeded
+    for other in placed.values():
+        assert sorted((vm.name, vm.memory_mb, vm.demand) for vm in other.vms) == \
+            sorted((vm.name, vm.memory_mb, vm.demand) for vm in day.vms)
+        assert other.hosts == day.hosts and other.start == day.start
+        counts = sorted(sum(vm.host == h.name for vm in other.vms) for h in other.hosts)
+        assert counts == [2, 3]  # still dealt round-robin: 5 VMs on 2 hosts
+    assert len({tuple(vm.host for vm in sorted(p.vms, key=lambda v: v.name)) for p in placed.values()}) > 1
+    assert placed[1].name.endswith("~placement1") and placed[1].name != day.name
+
+
+def placed_rows(pairs):
+    """A run_placements result: one row per (xen.drs, greedy) pair of (over host-steps, migrations)."""
+    return {"placements": len(pairs), "rows": [
+        {"day": "20110303", "seed": seed, "xen.drs": {"over_host_steps": d[0], "migrations": d[1]},
+         run.REPLAY_GREEDY: {"over_host_steps": g[0], "migrations": g[1]}} for seed, (d, g) in enumerate(pairs, 1)]}
+
+
+@pytest.mark.parametrize("pairs, share_ok, migrations_ok", [
+    ([((8, 10), (10, 10))], True, True),                       # exactly 0.8 x; 10 <= 1.5 x 10 + 1
+    ([((9, 17), (10, 10))], False, False),
+    ([((12, 10), (10, 10)), ((4, 31), (10, 20))], True, True),  # one placement worse on its own; the sum 16 <= 16
+    ([((12, 10), (10, 10)), ((5, 38), (10, 20))], False, False),  # 17 > 16; 48 > 1.5 x 30 + 2
+])
+def test_placement_targets_judge_the_sums(pairs, share_ok, migrations_ok):
+    checks = dict((target, ok) for target, ok, _detail in run.placement_verdicts(placed_rows(pairs)))
+    assert checks == {run.TARGET_PLACEMENT_SHARE: share_ok, run.TARGET_PLACEMENT_MIGRATIONS: migrations_ok}
+    assert run.placement_verdicts(None) == [] and run.placement_verdicts({"rows": []}) == []
+
+
 def test_baselines_adapt_to_the_engine_signature():
     import traces  # pylint: disable=import-outside-toplevel,import-error
 
