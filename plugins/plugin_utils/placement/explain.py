@@ -22,10 +22,14 @@ class DecisionLog:
     def __init__(self):
         self.refusals = {}  # domain name -> why it found no destination, as of the latest refusal
         self.unaffordable = set()  # domains a make-room chain would move, had the budget two migrations left
+        self.soft_kept = {}  # domain name -> why its should-rule break was not repaired, when repair_soft tried
         self.warnings = []
 
     def no_destination(self, domain, why):
         self.refusals[domain.name] = why
+
+    def soft_unrepaired(self, name, why):
+        self.soft_kept[name] = why
 
     def too_costly(self, domain):
         self.unaffordable.add(domain.name)

@@ -269,7 +269,8 @@ class Planning:
                                        self.budget),
             "max_migrations_reached": self.out_of_budget or left <= 0,
             "measure": {"before": _measure_dict(self.initial_measure), "after": _measure_dict(after)},
-            "soft_rule_breaks": [{"vm": name, "host": state.placement[name], "reason": why}
+            "soft_rule_breaks": [{"vm": name, "host": state.placement[name], "reason": why,
+                                  "unrepaired": self.log.soft_kept.get(name)}
                                  for name, why in sorted(soft_breaks(state, policy).items())],
             "balance": self.balance_report(),
             "engine": self.engine,

@@ -78,6 +78,21 @@ class Search:
         """The best destination that keeps every rule, should rules included, or None (not logged)."""
         return self._scan_rules(domain, source, None, keep_soft=True)
 
+    def why_not_keeping(self, domain, source):
+        """Why best_keeping found nothing: the hard rules' refusal (why_no_destination) when they allow
+        no host, else the should rule that refuses the first host they allow (name order) and how many
+        more a should rule refuses."""
+        allowed = [dest for dest in sorted(self.state.states(), key=lambda s: s.name)
+                   if dest is not source and rules.first_rejection(domain, dest, self.state, self.policy) is None]
+        if not allowed:
+            return self.why_no_destination(domain, source)
+        refusals = [why for why in (rules.soft_rejection(domain, dest, self.state, self.policy) for dest in allowed)
+                    if why is not None]
+        if not refusals:
+            return self.why_no_destination(domain, source)
+        more = f" (and {len(refusals) - 1} more host(s) a should rule refuses)" if len(refusals) > 1 else ""
+        return f"no host keeps every rule: {refusals[0]}{more}"
+
     def _scan(self, domain, source, only):
         """Best allowed destination, among `only` or all hosts: one that keeps the domain's should
         rules if any does (rules.SOFT), else the best the hard rules allow."""

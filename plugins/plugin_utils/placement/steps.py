@@ -76,6 +76,12 @@ class Greedy:
             return False
         return self.recent_peaks is None or rules.Settled.blocks(domain, self.policy) is None
 
+    def why_unmovable(self, domain):
+        """Why movable(domain) is false, in words."""
+        if domain.name in self.state.moved:
+            return "moved by this plan already"
+        return rules.blocker(domain, self.policy) or rules.Settled.blocks(domain, self.policy)
+
     def sheddable(self, host):
         """Domains whose move would lower the host's load, biggest first."""
         return sorted((d for d in host.running if d.cpu > 0 and self.movable(d)), key=objective.shed_order)
@@ -309,19 +315,25 @@ def shed_memory(greedy, host, reason):
 def repair_soft(greedy, soft_breaks):
     """Move each domain that breaks a should rule to a host that keeps every rule, when one migration
     does it (least memory first; no make-room chain for a should rule)."""
-    state, progress = greedy.state, False
+    state, progress, log = greedy.state, False, greedy.log
     for name in sorted(soft_breaks, key=lambda n: objective.repair_order(state.domains[n])):
-        if greedy.budget <= 0:
-            break
         domain = state.domains[name]
         source_name = state.placement[name]
         reason = rules.soft_break(name, source_name, greedy.policy, state.placement)
-        if reason is None or not greedy.movable(domain):
-            continue  # its mate left already, or it may not move
+        if reason is None:
+            continue  # its mate left already
+        if not greedy.movable(domain):
+            log.soft_unrepaired(name, greedy.why_unmovable(domain))
+            continue
+        if greedy.budget <= 0:
+            log.soft_unrepaired(name, f"max_migrations {greedy.policy.max_migrations} reached before its repair")
+            continue
         dest = greedy.search.best_keeping(domain, state[source_name])
-        if dest is not None:
-            greedy.move(domain, dest, f"should rule: {reason}")
-            progress = True
+        if dest is None:
+            log.soft_unrepaired(name, greedy.search.why_not_keeping(domain, state[source_name]))
+            continue
+        greedy.move(domain, dest, f"should rule: {reason}")
+        progress = True
     return progress
 
 

@@ -96,6 +96,36 @@ def test_a_should_break_that_needs_room_made_stays_and_is_listed():
     result = planned(pool, policy)  # hv2 would reach 0.69 > max_load_candidate 0.65 with either
     assert moves(result) == []
     assert [(b["vm"], b["host"]) for b in result["soft_rule_breaks"]] == [("a1", "hv1"), ("a2", "hv1")]
+    # why each stays, as the repair found it: no host the hard rules allow (hv2 is too busy for either)
+    assert [b["unrepaired"] for b in result["soft_rule_breaks"]] == [
+        "no destination: hv2 load 0.62 + 0.06 = 0.69 > max_load_candidate 0.65"] * 2
+
+
+def test_a_should_break_that_only_a_should_rule_keeps_in_place_says_so():
+    # a1 and a2 should stay apart, and both should stay on hv1: hv2 would take either, but breaks its pin
+    pool = [host("hv1", [domain("a1", 0.5), domain("a2", 0.5, memory_mb=4096)]), host("hv2")]
+    policy = {"now": NOW, "balance": 0, "anti_affinity": [{"members": ["a1", "a2"], "strength": "should"}],
+              "pin": {name: {"hosts": ["hv1"], "strength": "should"} for name in ("a1", "a2")}}
+    result = planned(pool, policy)
+    assert moves(result) == []
+    assert [(b["vm"], b["unrepaired"]) for b in result["soft_rule_breaks"]] == [
+        ("a1", "no host keeps every rule: hv2 not in should-pin [hv1]"),
+        ("a2", "no host keeps every rule: hv2 not in should-pin [hv1]")]
+
+
+def test_a_should_break_left_for_a_cooldown_or_lack_of_budget_says_so():
+    moved = {"time": NOW - 10 * MIN, "source": "hv3", "destination": "hv1"}
+    pool = [host("hv1", [domain("a1", 0.5), domain("a2", 0.5, memory_mb=4096),
+                         domain("b1", 0.5, last_migration=moved), domain("b2", 0.5, memory_mb=4096, last_migration=moved),
+                         domain("c1", 0.5, memory_mb=2048), domain("c2", 0.5, memory_mb=4096)]),
+            host("hv2"), host("hv3")]
+    policy = {"now": NOW, "balance": 0, "max_migrations": 1,
+              "anti_affinity": [{"members": [p + "1", p + "2"], "strength": "should"} for p in "abc"]}
+    result = planned(pool, policy)
+    assert moves(result) == [("a1", "hv1", "hv2")]
+    cooldown, budget = "cooldown: migrated 10 min ago, cooldown 60 min", "max_migrations 1 reached before its repair"
+    assert {b["vm"]: b["unrepaired"] for b in result["soft_rule_breaks"]} == {
+        "b1": cooldown, "b2": cooldown, "c1": budget, "c2": budget}
 
 
 # ---------------------------------------------------------------- memory
