@@ -492,6 +492,7 @@ def placement_verdicts(placed):
     """[(target, ok, detail)]: xen.drs against the XO greedy, summed over every day and placement."""
     if not placed or not placed["rows"]:
         return []
+
     def total(planner, key):
         return sum(row[planner][key] for row in placed["rows"])
     over, greedy_over = total("xen.drs", "over_host_steps"), total(REPLAY_GREEDY, "over_host_steps")
