@@ -583,7 +583,7 @@ POLICY = (
     Knob("max_memory_candidate", None, _knob_fraction),  # None: memory_threshold
     Knob("predictive", True, _knob_bool),
     Knob("headroom", True, _knob_bool),
-    Knob("balance", 2, _knob_level),
+    Knob("balance", 3, _knob_level),  # the replay evidence: filter docs, balance
     Knob("balance_hold", 15, _knob_number(minimum=0)),
     Knob("tags", {}, _knob_tags, lambda tags: {k: list(v) for k, v in sorted(tags.items())}),
     Knob("now", None, _knob_now),  # None: the controller's clock, read once in parse_policy

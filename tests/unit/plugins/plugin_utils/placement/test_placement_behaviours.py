@@ -178,8 +178,11 @@ def balance_pool(hv1_samples=None):
     return [hv1, host("hv2", [domain("a", 0.8)]), host("hv3", [domain("b", 0.8)])]
 
 
+LEVEL_2 = {"now": NOW, "balance": 2}  # the level these cases were built for (the default is 3, target 0.10)
+
+
 def test_balancing_moves_one_domain_off_a_busier_host_and_says_why():
-    result = planned(balance_pool(), {"now": NOW})
+    result = planned(balance_pool(), LEVEL_2)
     assert moves(result) == [("web1", "hv1", "hv2")]
     assert result["migrations"][0]["reason"] == "imbalance 0.24 > target 0.15 for 15 min; move gains 0.20"
     assert result["balance"]["held"] is True
@@ -203,7 +206,7 @@ def test_balance_levels(policy, why):
 def test_balancing_waits_for_the_hold():
     # hv1 was at 0.1 until 10 minutes ago: the spread has not stayed above the target for 15 minutes
     history = samples(0.1, 30)[:-3] + samples(0.6, 10)
-    result = planned(balance_pool(history), {"now": NOW})
+    result = planned(balance_pool(history), LEVEL_2)
     assert moves(result) == []
     assert result["balance"]["held"] is False
     assert result["balance"]["reason"].startswith("imbalance 0.00 <= target 0.15 15 min ago")
@@ -214,7 +217,7 @@ def test_a_move_that_gains_too_little_for_its_memory_is_not_made():
     for entry in pool[0]["domains"]:
         entry["memory_mb"] = 30 * 1024  # 0.15 of cost: 0.20 gain < 0.08 + 0.15
     pool[0]["memory_free_mb"] = pool[1]["memory_free_mb"] = pool[2]["memory_free_mb"] = 40000
-    assert moves(planned(pool, {"now": NOW})) == []
+    assert moves(planned(pool, LEVEL_2)) == []
 
 
 def test_balancing_moves_steady_demand_not_a_spike_that_is_over():
@@ -222,14 +225,14 @@ def test_balancing_moves_steady_demand_not_a_spike_that_is_over():
     spike = pool[0]["domains"][0]
     spike["samples"] = [[t, 0.1] for t, _load in samples(0, 30)[:-1]] + [[NOW, 1.6]]
     pool[0]["domains"][1]["samples"] = [[t, 1.6] for t, _load in samples(0, 30)]
-    result = planned(pool, {"now": NOW})
+    result = planned(pool, LEVEL_2)
     assert moves(result) == [("web2", "hv1", "hv2")]
 
 
 def test_balancing_leaves_a_domain_that_moved_lately_to_settle():
     pool = balance_pool()
     pool[0]["domains"][0]["last_migration"] = {"time": NOW - 90 * MIN, "source": "hv3", "destination": "hv1"}
-    result = planned(pool, {"now": NOW})
+    result = planned(pool, LEVEL_2)
     assert moves(result) == [("web2", "hv1", "hv2")]  # web1 would be first (by name) but moved 90 min ago
 
 

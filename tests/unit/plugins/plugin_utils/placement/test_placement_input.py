@@ -129,7 +129,7 @@ def test_defaults_are_documented_values_and_reported():
                         "memory_reserve_mb": 512,
                         "anti_affinity": [], "pin": {}, "exclude": [], "maintenance": [], "interval": 5,
                         "engine": "auto", "solver_seconds": 10, "memory_threshold": None,
-                        "max_memory_candidate": None, "predictive": True, "headroom": True, "balance": 2, "balance_hold": 15, "tags": {},
+                        "max_memory_candidate": None, "predictive": True, "headroom": True, "balance": 3, "balance_hold": 15, "tags": {},
                         "affinity_hosts": [],
                         "now": None}
     effective = plan(cluster(), {"now": NOW})["policy"]
@@ -172,4 +172,4 @@ def test_unsorted_samples_are_read_oldest_first():
 
 def test_maintenance_may_name_hosts_that_are_not_in_the_input():
     """A host down for repairs is usually absent from the gathered facts: that is no error."""
-    assert plan(cluster(), {"now": NOW, "maintenance": ["hv9"]})["migrations"] == []
+    assert plan(cluster(), {"now": NOW, "maintenance": ["hv9"], "balance": 0})["migrations"] == []

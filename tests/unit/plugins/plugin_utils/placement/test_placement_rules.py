@@ -20,7 +20,7 @@ def pool(web1=None, hv2=None, hv2_domains=(), policy=None):
         host("hv1", [web1_entry, domain("stay", 3.0)]),
         host("hv2", list(hv2_domains), **{"memory_free_mb": 32768, **(hv2 or {})}),
     ]
-    return cluster, {"now": NOW, "exclude": ["stay"], **(policy or {})}
+    return cluster, {"now": NOW, "exclude": ["stay"], "balance": 0, **(policy or {})}  # the rule alone, no balancing
 
 
 CASES = {
