@@ -18,6 +18,8 @@ import traceback
 from urllib.parse import urlsplit, urlunsplit
 from xml.etree import ElementTree
 
+from ansible_collections.xen.drs.plugins.module_utils._state import PERMANENT, TRANSIENT
+
 try:
     import libvirt
 except ImportError:
@@ -81,7 +83,6 @@ _MESSAGE_CAUSES = (
 # A failed migration is PERMANENT when its cause stays with the domain or the pair of hosts, so that trying
 # again only fails again (the plans hold the domain at once), and TRANSIENT otherwise (the plans hold it only
 # once it fails again). libvirt's error codes (virErrorNumber, include/libvirt/virterror.h) that say so:
-PERMANENT, TRANSIENT = "permanent", "transient"
 _PERMANENT_CODES = (
     "VIR_ERR_CPU_INCOMPATIBLE",  # the destination's CPU lacks what the guest's CPU model needs
     "VIR_ERR_OPERATION_UNSUPPORTED",  # the driver does not do this migration

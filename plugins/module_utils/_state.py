@@ -101,7 +101,7 @@ def _valid_failure(record):
     them wrote none)."""
     count = record.get("count", 1) if isinstance(record, dict) else None
     return (_valid_record(record) and isinstance(record.get("error"), str)
-            and record.get("kind", FAILURE_KINDS[0]) in FAILURE_KINDS
+            and record.get("kind", PERMANENT) in FAILURE_KINDS
             and isinstance(count, int) and not isinstance(count, bool) and count >= 1
             and _number(record.get("previous", 0)))
 
@@ -412,7 +412,9 @@ def add_migration(state, record):
 
 
 MAX_FAILURES = 50
-FAILURE_KINDS = ("permanent", "transient")
+# A failure's kind (the state file's values; _libvirt.failure_kind chooses one, the plans read it)
+PERMANENT, TRANSIENT = "permanent", "transient"
+FAILURE_KINDS = (PERMANENT, TRANSIENT)
 
 
 def add_failure(state, record, error, kind):

@@ -349,8 +349,6 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.xen.drs.plugins.module_utils._libvirt import (
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
-    PERMANENT,
-    TRANSIENT,
     LibvirtConnectionError,
     LibvirtError,
     build_destination_uri,
@@ -366,7 +364,14 @@ from ansible_collections.xen.drs.plugins.module_utils._libvirt import (
     migrate_flags,
     migrate_params,
 )
-from ansible_collections.xen.drs.plugins.module_utils._state import add_failure, add_migration, load_state, save_state
+from ansible_collections.xen.drs.plugins.module_utils._state import (
+    PERMANENT,
+    TRANSIENT,
+    add_failure,
+    add_migration,
+    load_state,
+    save_state,
+)
 
 
 class MigrationFailed(Exception):
