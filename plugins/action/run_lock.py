@@ -25,13 +25,9 @@ import os
 import shlex
 import socket
 
+from ansible import constants as C
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
-
-try:  # how a module run finds the host's Python (ansible-core's own, not public: without it, the module runs)
-    from ansible.executor.module_common import _get_shebang
-except ImportError:  # pragma: no cover
-    _get_shebang = None
 
 display = Display()
 
@@ -217,11 +213,15 @@ class ActionModule(ActionBase):
         return result
 
     def _interpreter(self, task_vars):
-        """The host's Python as a module run would use it (ansible_python_interpreter, or the one discovered
-        for the host), or None when it is not known yet (discovery has not run on the host)."""
-        if _get_shebang is None:
-            return None
+        """The host's Python as a module run would use it: the interpreter_python setting (ansible.cfg, or the
+        host's ansible_python_interpreter), or, when that asks for discovery (auto, auto_silent, ...), the one
+        discovered for the host; None when discovery has not run on the host yet (the module then runs, and
+        discovers)."""
         try:
-            return _get_shebang("/usr/bin/python", task_vars, self._templar)[1]
-        except Exception:  # pylint: disable=broad-exception-caught  # discovery needed, or any trouble: the module
+            value = self._templar.template(C.config.get_config_value("INTERPRETER_PYTHON", variables=task_vars))
+        except Exception:  # pylint: disable=broad-exception-caught  # any trouble: the module runs instead
             return None
+        if isinstance(value, str) and value.strip() and not value.strip().startswith("auto"):
+            return value.strip()
+        discovered = (task_vars.get("ansible_facts") or {}).get("discovered_interpreter_python")
+        return discovered if isinstance(discovered, str) and discovered else None
