@@ -221,7 +221,8 @@ class ActionModule(ActionBase):
             value = self._templar.template(C.config.get_config_value("INTERPRETER_PYTHON", variables=task_vars))
         except Exception:  # pylint: disable=broad-exception-caught  # any trouble: the module runs instead
             return None
-        if isinstance(value, str) and value.strip() and not value.strip().startswith("auto"):
-            return value.strip()
+        value = value.strip() if isinstance(value, str) else ""
+        if value and not value.startswith("auto"):
+            return value
         discovered = (task_vars.get("ansible_facts") or {}).get("discovered_interpreter_python")
         return discovered if isinstance(discovered, str) and discovered else None

@@ -284,6 +284,16 @@ def test_measuring_never_takes_a_live_runs_lock(measure):
     assert result["failed"] and len(calls) == 1 and warnings == []
 
 
+def host_python(task_vars):
+    """The action plugin's choice of the host's Python for these host variables."""
+    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
+    from ansible.template import Templar  # pylint: disable=import-outside-toplevel
+
+    plugin = run_lock.ActionModule.__new__(run_lock.ActionModule)
+    plugin._templar = Templar(loader=DataLoader(), variables=task_vars)  # pylint: disable=protected-access
+    return plugin._interpreter(task_vars)  # pylint: disable=protected-access
+
+
 @pytest.mark.parametrize("task_vars, expected", [
     ({"ansible_python_interpreter": "/opt/py/bin/python3"}, "/opt/py/bin/python3"),
     ({"ansible_python_interpreter": "auto", "ansible_facts": {"discovered_interpreter_python": "/usr/bin/python3.11"}},
@@ -293,20 +303,10 @@ def test_measuring_never_takes_a_live_runs_lock(measure):
     ({"ansible_python_interpreter": "auto"}, None),  # not discovered on this host yet: the module runs (and discovers)
 ])
 def test_the_hosts_python_is_the_one_a_module_run_would_use(task_vars, expected):
-    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
-    from ansible.template import Templar  # pylint: disable=import-outside-toplevel
-
-    plugin = run_lock.ActionModule.__new__(run_lock.ActionModule)
-    plugin._templar = Templar(loader=DataLoader(), variables=task_vars)  # pylint: disable=protected-access
-    assert plugin._interpreter(task_vars) == expected  # pylint: disable=protected-access
+    assert host_python(task_vars) == expected
 
 
 def test_the_hosts_python_follows_the_interpreter_python_setting(monkeypatch):
     """interpreter_python from ansible.cfg or ANSIBLE_PYTHON_INTERPRETER applies when the host sets none."""
-    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
-    from ansible.template import Templar  # pylint: disable=import-outside-toplevel
-
     monkeypatch.setenv("ANSIBLE_PYTHON_INTERPRETER", "/srv/python/bin/python3")
-    plugin = run_lock.ActionModule.__new__(run_lock.ActionModule)
-    plugin._templar = Templar(loader=DataLoader(), variables={})  # pylint: disable=protected-access
-    assert plugin._interpreter({}) == "/srv/python/bin/python3"  # pylint: disable=protected-access
+    assert host_python({}) == "/srv/python/bin/python3"
