@@ -317,7 +317,7 @@ def test_balance_moves_one_guest_off_a_busier_host(lab, make_guests, tmp_path):
     balance = balance_of(output)
     print(f"moves: {[(m['vm'], m['source'], m['destination'], m['reason']) for m in moves]}; balance: {balance}")
     assert len(moves) == 1 and moves[0]["vm"] in (busy1, busy2) and moves[0]["source"] == "hv1"
-    assert re.fullmatch(rf"imbalance [\d.]+ > target {target} for 0.5 min; move gains [\d.]+", moves[0]["reason"])
+    assert re.fullmatch(rf"imbalance [\d.]+ > target {target} for {policy['balance_hold']} min; move gains [\d.]+", moves[0]["reason"])
     assert balance and balance[:2] == ("2", str(target)) and "imbalance above target" in balance[2]
     hv1 = host_entry(report, "hv1")
     assert not hv1["overloaded"] and hv1["load"] <= threshold  # busier, not overloaded

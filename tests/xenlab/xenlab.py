@@ -44,7 +44,7 @@ SUBNET = "10.213.0"
 CTL_ADDRESS = f"{SUBNET}.254"
 HOST_MEMORY_MIB = 2048
 DOM0_MEMORY = "1024M"
-# dom0 gets one of the host's two CPUs' worth of vCPUs: with two (Xen's default, one per CPU) the two
+# dom0 gets one vCPU: with two (Xen's default, one per host CPU) the two
 # hosts' four vCPU threads (QEMU's multi-threaded TCG) contend for this machine's two cores and
 # lose time to it. Measured on 2 cores (two hosts, 3 x a module on both): boot 191 -> 93 s; ping
 # 31.0 -> 21.8 s; command 23.0 -> 17.3 s; setup 32.5 -> 26.7 s. Guests still run on both host CPUs.
