@@ -196,13 +196,14 @@ class XenLab:
                     progress(f"xenlab {self.name}: {host} {BOOT_STAGES[stage[host]][0]} at {elapsed:.0f} s")
                 if "xdrs-lab: libvirt libxl driver not answering" in text:
                     raise XenLabError(f"{host}: libvirt's libxl driver did not start; console:\n{text[-3000:]}")
-                if stage[host] == len(BOOT_STAGES) - 1 and self.ssh(host, "true", check=False, timeout=30).returncode == 0:
+                booted = stage[host] == len(BOOT_STAGES) - 1
+                if booted and self.ssh(host, "true", check=False, timeout=30).returncode == 0:
                     ready.add(host)
                     progress(f"xenlab {self.name}: {host} ready over ssh at {elapsed:.0f} s")
             if elapsed > BOOT_TIMEOUT:
                 late = sorted(set(hosts) - ready)
-                raise XenLabError(f"not ready after {BOOT_TIMEOUT:.0f} s: {', '.join(late)} "
-                                  f"(stages: {', '.join(BOOT_STAGES[stage[h]][0] if stage[h] >= 0 else 'none' for h in late)})")
+                stages = ", ".join(BOOT_STAGES[stage[h]][0] if stage[h] >= 0 else "none" for h in late)
+                raise XenLabError(f"not ready after {BOOT_TIMEOUT:.0f} s: {', '.join(late)} (stages: {stages})")
             if len(ready) < len(hosts):
                 time.sleep(5)
 
