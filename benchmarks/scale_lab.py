@@ -116,7 +116,7 @@ def measure(size: int, sample_seconds: float, runs: int) -> dict:
         with tempfile.TemporaryDirectory() as reports:
             timed_run(lab, Path(reports), sample_seconds)  # warm-up: state files, ssh host keys, caches
             # the median of several no-op runs: one run's wall time moves with whatever else this machine does
-            reals = sorted((timed_run(lab, Path(reports), sample_seconds) for _ in range(runs)),
+            reals = sorted((timed_run(lab, Path(reports), sample_seconds) for attempt in range(runs)),
                            key=lambda run: run["wall"])
             real = dict(reals[len(reals) // 2], spread=(reals[0]["wall"], reals[-1]["wall"]))
             check = timed_run(lab, Path(reports), sample_seconds, "--check")
