@@ -155,25 +155,13 @@ def busy(samples, current, window, now):
     return values[min(len(values) - 1, int(BUSY_QUANTILE * len(values)))]
 
 
-TREND_DAMPING = 0.5  # of the slope extrapolated (a damped trend: demand rarely keeps rising at full pace)
-
-
-def has_trend(samples, window, now):
-    """Whether history.trend has enough samples in the window to fit a slope."""
-    return sum(1 for t, _v in samples if t > now - window * 60) >= 3
-
-
-def trend(samples, current, window, horizon, now):
-    """A domain's forecast demand `horizon` minutes from now: its use now plus TREND_DAMPING times the
-    least-squares slope of its samples over the last `window` minutes times the horizon, at least 0.
-    With fewer than 3 samples in the window there is no trend: the forecast is its use now."""
-    points = [(t, value) for t, value in samples if t > now - window * 60]
-    if len(points) < 3:
-        return current
-    mean_t = math.fsum(t for t, _v in points) / len(points)
-    mean_v = math.fsum(v for _t, v in points) / len(points)
-    spread_t = math.fsum((t - mean_t) ** 2 for t, _v in points)
-    if spread_t <= 0:
-        return current
-    slope = math.fsum((t - mean_t) * (v - mean_v) for t, v in points) / spread_t
-    return max(0.0, current + TREND_DAMPING * slope * horizon * 60)
+def level(samples, window, now):
+    """A domain's forecast demand: the mean of its samples over the last `window` minutes, the level its
+    use keeps coming back to. On the PlanetLab days a domain's departure from that mean carries over to
+    the next 5-minute sample by only 4-6 %: a burst now says little about the next samples, the recent
+    mean says more (benchmarks/README.md). None with fewer than 2 samples in the window: the sample now
+    alone is no level."""
+    values = [value for t, value in samples if t > now - window * 60]
+    if len(values) < 2:
+        return None
+    return math.fsum(values) / len(values)

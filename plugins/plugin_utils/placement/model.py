@@ -55,7 +55,7 @@ class Domain:
     last_failure: Optional[Failure] = None  # its last failed migration, or None
     tags: Tuple[str, ...] = ()
     samples: Tuple[Tuple[float, float], ...] = ()  # (epoch, cores used), oldest first; () when unknown
-    forecast: Optional[float] = None  # cores forecast max_over minutes ahead (planner, when predictive)
+    forecast: Optional[float] = None  # cores forecast (planner: history.level, when predictive); None: no level
     busy: Optional[float] = None  # cores it uses when busy (planner: history.busy), for ranking destinations
 
     @property

@@ -11,11 +11,13 @@ The plan's objective, compared term by term (lexicographically), smaller is bett
                               run (sustained overload, or predicted: planner.assess) of (load -
                               max_load_candidate) where positive: a host that sheds goes down to the
                               line a destination may reach, not just under the threshold; else 0
-  6. forecast_above_threshold with policy.predictive, the sum over hosts not in maintenance and at
-                              most at the threshold of (forecast load - load_threshold) where
-                              positive: hosts about to cross it. The forecast load is the sum of the
-                              forecast demand (history.trend) of the domains on the host over its
-                              CPUs; without policy.predictive the term is 0
+  6. forecast_above_candidate with policy.predictive, the sum over hosts not in maintenance of
+                              (forecast load - max_load_candidate) where positive: hosts whose
+                              domains' recent level leaves less margin to the threshold than a
+                              destination must keep, where the next bursts take it over. The forecast
+                              load is the sum of the forecast demand (history.level, the mean of each
+                              domain's recent samples) of the domains on the host over its CPUs;
+                              without policy.predictive the term is 0
   7. memory_overloaded_hosts  hosts whose memory load is above memory_threshold (0 when it is null)
   8. memory_above_threshold   sum over hosts of (memory load - memory_threshold) where positive
   9. soft_rule_breaks         running domains breaking a should pin or a should anti-affinity group
@@ -32,8 +34,8 @@ the measure: it lowers one of terms 1-10 and raises none before it. Every migrat
 except a make-room migration, which leaves the measure as it is and lets a later migration that
 `requires` it lower it. So no plan contains a move that only shuffles load, terms 11-13 choose
 among the plans that reach the same terms 1-10, and re-planning the predicted result plans nothing.
-Only sustained-overloaded hosts shed load (terms 3-5), only hosts whose forecast is over the
-threshold shed for it (6), only hosts whose memory load has stayed over memory_threshold for
+Only sustained-overloaded hosts shed load (terms 3-5), only hosts whose forecast is over
+max_load_candidate shed for it (6), only hosts whose memory load has stayed over memory_threshold for
 max_over minutes shed memory (7-8), and balancing moves happen only while the imbalance is held
 (10); the destination rules (load and forecast <= max_load_candidate <= load_threshold, memory load
 <= max_memory_candidate <= memory_threshold) keep every move from raising a term above its own.
@@ -51,7 +53,7 @@ import math
 from dataclasses import dataclass
 
 MEASURE_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "load_above_threshold",
-                 "shed_above_candidate", "forecast_above_threshold", "memory_overloaded_hosts", "memory_above_threshold", "soft_rule_breaks",
+                 "shed_above_candidate", "forecast_above_candidate", "memory_overloaded_hosts", "memory_above_threshold", "soft_rule_breaks",
                  "imbalance", "peak_load", "sum_of_squares")
 MEASURED = MEASURE_TERMS.index("peak_load")  # terms before it are the measure proper; the rest break ties
 COUNT_TERMS = ("on_maintenance_hosts", "rule_breaks", "overloaded_hosts", "memory_overloaded_hosts",
@@ -84,7 +86,7 @@ class Measured:
     memory_loads: tuple = ()
     memory_threshold: float = None
     soft_breaks: int = 0
-    forecasts: tuple = ()  # forecast loads of the hosts not in maintenance and at most at the threshold
+    forecasts: tuple = ()  # forecast loads of the hosts not in maintenance
     candidate: float = 0.0  # max_load_candidate
     shedding_loads: tuple = ()  # with policy.headroom, the loads of the hosts that shed for load this run
     balancing: bool = False
@@ -110,7 +112,7 @@ def measure_of(m):
             sum(1 for load in loads if load > m.threshold),
             math.fsum(max(0.0, load - m.threshold) for load in loads),
             math.fsum(max(0.0, load - m.candidate) for load in m.shedding_loads),
-            math.fsum(max(0.0, load - m.threshold) for load in m.forecasts),
+            math.fsum(max(0.0, load - m.candidate) for load in m.forecasts),
             memory_over,
             memory_above,
             m.soft_breaks,
@@ -165,7 +167,8 @@ def balance_cost(memory_mb):
 # ---------------------------------------------------------------- weighers (greedy search)
 
 def forecast_shed_order(domain):
-    """Which domain leaves a host whose forecast is over first: the highest forecast demand."""
+    """Which domain leaves a host whose forecast is over max_load_candidate first: the highest forecast
+    demand."""
     return (-(domain.forecast or 0.0), domain.memory_mb, domain.name, domain.uuid)
 
 

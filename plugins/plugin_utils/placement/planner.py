@@ -11,13 +11,12 @@ Engines (policy.engine):
 - auto (default): exact where it serves, greedy elsewhere.
 """
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 from . import exact, explain, rules, selectors, steps
-from .history import (INSUFFICIENT, NOT_SUSTAINED, SUSTAINED, Judgment, busy, figure, has_trend, held_spread, judge,
-                      minutes, recent_peak, trend)
+from .history import (INSUFFICIENT, NOT_SUSTAINED, SUSTAINED, Judgment, busy, figure, held_spread, judge,
+                      level, minutes, recent_peak)
 from .model import PlacementError, parse_cluster, parse_policy
 from .objective import (BALANCE_LEVELS, COUNT_TERMS, MEASURE_TERMS, Measured, engine_objective_of, imbalance,
                         measure_of, spread)
@@ -25,9 +24,8 @@ from .search import Search
 from .state import ClusterState, np, rounded
 
 IMBALANCE = MEASURE_TERMS.index("imbalance")
-TREND_WINDOW = 3  # x max_over: the minutes of samples a trend is fitted on (history.trend)
+LEVEL_WINDOW = 3  # x max_over: the minutes of samples a domain's level (its forecast, history.level) is the mean of
 BUSY_WINDOW = 12  # x max_over: the minutes of samples a domain's busy demand is taken from (history.busy)
-TRENDED_SHARE = 0.5  # of a host's CPU use, from domains with a trend, before its forecast may judge it sustained
 
 
 @dataclass(frozen=True)
@@ -42,13 +40,9 @@ class Verdict:
     memory_reason: str = ""
 
 
-def trended(host, policy):
-    """Whether at least TRENDED_SHARE of the host's CPU use comes from domains whose samples give a trend
-    (without that, the forecast is only the load now and proves nothing about the overload lasting)."""
-    window = TREND_WINDOW * policy.max_over
-    total = math.fsum(d.cpu for d in host.running)
-    with_trend = math.fsum(d.cpu for d in host.running if has_trend(d.samples, window, policy.now))
-    return total > 0 and with_trend >= TRENDED_SHARE * total
+def forecast_words(policy):
+    """How a forecast is named in reasons: the mean use of the host's domains over the level's window."""
+    return f"its domains' mean use over {minutes(LEVEL_WINDOW * policy.max_over)} min"
 
 
 def assess(state, policy):
@@ -62,12 +56,13 @@ def assess(state, policy):
         reason = f"{host.name} overloaded {load} > {policy.load_threshold} for {minutes(judgment.over_for_min)} min"
         if (not sustained and policy.predictive and not current.maintenance
                 and current.load > policy.load_threshold and judgment.verdict in (INSUFFICIENT, NOT_SUSTAINED)
-                and current.forecast > policy.load_threshold and trended(host, policy)):
-            # the trend says the overload will still be there when max_over has passed: act now
+                and current.levelled and current.forecast > policy.load_threshold):
+            # the level its domains keep coming back to is over the threshold too: the overload will still
+            # be there when max_over has passed, act now
             sustained = True
             reason = (f"{host.name} overloaded {load} > {policy.load_threshold}"
-                      f" for {minutes(judgment.over_for_min)} min, trend -> {figure(current.forecast, policy.load_threshold)}"
-                      f" in {minutes(policy.max_over)} min")
+                      f" for {minutes(judgment.over_for_min)} min, forecast"
+                      f" {figure(current.forecast, policy.load_threshold)} ({forecast_words(policy)})")
         memory, memory_sustained, memory_reason = None, False, ""
         if policy.memory_threshold is not None:
             memory = judge(host.memory_samples, policy.memory_threshold, policy.max_over, policy.interval, policy.now)
@@ -112,8 +107,7 @@ def measure_now(state, policy, balancing=False, initial=False, shedding=frozense
         memory_loads=memory_loads,
         memory_threshold=policy.memory_threshold,
         soft_breaks=len(soft_breaks(state, policy)),
-        forecasts=tuple(s.forecast for s in states if not s.maintenance and s.load <= policy.load_threshold)
-        if policy.predictive else (),
+        forecasts=tuple(s.forecast for s in states if not s.maintenance and s.levelled) if policy.predictive else (),
         candidate=policy.max_load_candidate,
         shedding_loads=tuple(loads[i] for i, s in enumerate(states) if s.name in shedding) if policy.headroom else (),
         balancing=balancing,
@@ -145,10 +139,10 @@ class Planning:
             for domain in host.running:
                 domain.busy = busy(domain.samples, domain.cpu, busy_window, policy.now)
         if policy.predictive:
-            window = TREND_WINDOW * policy.max_over
+            window = LEVEL_WINDOW * policy.max_over
             for host in hosts:
                 for domain in host.running:
-                    domain.forecast = trend(domain.samples, domain.cpu, window, policy.max_over, policy.now)
+                    domain.forecast = level(domain.samples, window, policy.now)
         known = {h.name for h in hosts}
         for name in sorted(policy.maintenance - known):
             self.log.warn(f"maintenance host {name} is not in the pool: nothing to empty")
@@ -201,7 +195,7 @@ class Planning:
             done = len(state.moves)
             lower = steps.Greedy(state, policy, self.log, self.verdicts, peaks)
             steps.run_lower(lower, headroom_hosts, forecast_hosts, memory_hosts, soft_breaks(state, policy),
-                            self.level if self.balancing else None, self.imbalance)
+                            self.level if self.balancing else None, self.imbalance, forecast_words(policy))
             if len(state.moves) == done:
                 break
             # a move for a lower term may have made room for a must-fix one (a maintenance host's domain,

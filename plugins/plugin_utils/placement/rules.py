@@ -246,7 +246,7 @@ class MaxMemoryCandidate:
 
 
 class ForecastCandidate:
-    """With policy.predictive, a destination's forecast load after a move (history.trend of the
+    """With policy.predictive, a destination's forecast load after a move (history.level of the
     domains that would run there) stays at most max_load_candidate, so no move makes a host that
     must shed for its forecast."""
 

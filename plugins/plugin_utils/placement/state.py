@@ -61,9 +61,18 @@ class Move:
         }
 
 
+LEVELLED_SHARE = 0.5  # of a host's CPU use, from domains with a level, before its forecast counts (HostState.levelled)
+
+
 def _forecast(domain):
-    """A domain's forecast demand (set by the planner when policy.predictive is on), else its use now."""
+    """A domain's forecast demand (set by the planner when policy.predictive is on and its samples give
+    a level), else its use now."""
     return domain.cpu if domain.forecast is None else domain.forecast
+
+
+def _levelled_cpu(domain):
+    """A domain's use now when the planner gave it a forecast, else 0 (HostState.levelled)."""
+    return 0.0 if domain.forecast is None else domain.cpu
 
 
 def busy_demand(domain):
@@ -84,6 +93,7 @@ class HostState:
     used_parts: list = field(default_factory=list)
     forecast_parts: list = field(default_factory=list)
     busy_parts: list = field(default_factory=list)
+    levelled_parts: list = field(default_factory=list)
     running: int = 0
     load: float = 0.0
     busy_load: float = 0.0  # its domains' busy demand (history.busy) over its CPUs
@@ -100,7 +110,7 @@ class HostState:
     def of(cls, host, maintenance):
         state = cls(host.name, host.cpus, maintenance, [d.cpu for d in host.running], [host.memory_free_mb],
                     host.memory_mb, [d.memory_mb for d in host.running], [_forecast(d) for d in host.running],
-                    [busy_demand(d) for d in host.running])
+                    [busy_demand(d) for d in host.running], [_levelled_cpu(d) for d in host.running])
         state.running = len(state.cpu_values)
         state._changed()
         state.initial_load, state.initial_free_mb, state.initial_running = state.load, state.free_mb, state.running
@@ -117,11 +127,19 @@ class HostState:
 
     @property
     def forecast(self):
-        """The host's forecast load: its domains' forecast demand (history.trend) over its CPUs."""
+        """The host's forecast load: its domains' forecast demand (history.level) over its CPUs."""
         return math.fsum(self.forecast_parts) / self.cpus
 
     def forecast_with(self, domain):
         return math.fsum(self.forecast_parts + [_forecast(domain)]) / self.cpus
+
+    @property
+    def levelled(self):
+        """Whether at least LEVELLED_SHARE of the host's CPU use comes from domains with a forecast (whose
+        samples give a level): without that its forecast is mostly its load now and proves nothing about
+        the next minutes, so it neither sheds for it nor makes an overload count as lasting."""
+        total = math.fsum(self.cpu_values)
+        return total > 0 and math.fsum(self.levelled_parts) >= LEVELLED_SHARE * total
 
     @property
     def initial_memory_load(self):
@@ -141,6 +159,7 @@ class HostState:
 
     def add(self, domain):
         self.forecast_parts.append(_forecast(domain))
+        self.levelled_parts.append(_levelled_cpu(domain))
         self.busy_parts.append(busy_demand(domain))
         self.cpu_values.append(domain.cpu)
         self.free_parts.append(-domain.memory_mb)
@@ -150,6 +169,7 @@ class HostState:
 
     def remove(self, domain):
         self.forecast_parts.remove(_forecast(domain))
+        self.levelled_parts.remove(_levelled_cpu(domain))
         self.busy_parts.remove(busy_demand(domain))
         self.cpu_values.remove(domain.cpu)
         self.free_parts.append(domain.memory_mb)
@@ -159,6 +179,7 @@ class HostState:
 
     def unadd(self, domain):
         self.forecast_parts.remove(_forecast(domain))
+        self.levelled_parts.remove(_levelled_cpu(domain))
         self.busy_parts.remove(busy_demand(domain))
         self.cpu_values.remove(domain.cpu)
         self.free_parts.remove(-domain.memory_mb)
@@ -168,6 +189,7 @@ class HostState:
 
     def unremove(self, domain):
         self.forecast_parts.append(_forecast(domain))
+        self.levelled_parts.append(_levelled_cpu(domain))
         self.busy_parts.append(busy_demand(domain))
         self.cpu_values.append(domain.cpu)
         self.free_parts.remove(domain.memory_mb)

@@ -20,9 +20,9 @@ raising none above it, within what is left of max_migrations (run_lower):
 5. headroom: with policy.headroom, a host that shed for load (sustained or predicted overload)
    goes on down to max_load_candidate: while it is above, the smallest domain whose departure
    takes it there leaves, else the biggest.
-6. shed_forecast: with policy.predictive, hosts at most at the threshold whose forecast load is
-   over it, the domain with the highest forecast demand first, until the forecast is at most the
-   threshold (a sustained host the engines brought under the threshold may be one too).
+6. shed_forecast: with policy.predictive, hosts whose forecast load (their domains' recent mean use,
+   history.level) is over max_load_candidate, the domain with the highest forecast demand first, until
+   the forecast is at most max_load_candidate, the line a destination's forecast may reach.
 7. shed_memory: hosts whose memory load has stayed over memory_threshold for max_over minutes, the
    domain with the most memory first, until the host is at most at the threshold.
 8. repair_soft: each domain breaking a should rule moves to a host that keeps every rule, when
@@ -296,13 +296,14 @@ def _shed_while(greedy, host, order, over, helps, reason):
     return progress
 
 
-def shed_forecast(greedy, host):
-    """Bring a host's forecast load to the threshold, highest forecast demand first."""
-    source, threshold = greedy.state[host.name], greedy.policy.load_threshold
-    reason = (f"{host.name} trend {source.load:.2f} -> {source.forecast:.2f} in"
-              f" {history.minutes(greedy.policy.max_over)} min > {threshold}")
-    return _shed_while(greedy, host, objective.forecast_shed_order, lambda: source.forecast > threshold,
-                       lambda domain: bool(domain.forecast), reason)
+def shed_forecast(greedy, host, words):
+    """Bring a host's forecast load to max_load_candidate, highest forecast demand first; `words` say
+    what the forecast is."""
+    source, candidate = greedy.state[host.name], greedy.policy.max_load_candidate
+    reason = f"{host.name} forecast {source.forecast:.2f} > max_load_candidate {candidate} ({words})"
+    return _shed_while(greedy, host, objective.forecast_shed_order,
+                       lambda: source.levelled and source.forecast > candidate, lambda domain: bool(domain.forecast),
+                       reason)
 
 
 def shed_memory(greedy, host, reason):
@@ -391,15 +392,16 @@ def _best_balancing_move(greedy, level):
     return best
 
 
-def run_lower(greedy, headroom_hosts, forecast_hosts, memory_hosts, soft_breaks, level, imbalance_now):
-    """The steps for the measure's lower terms (5-10), in order, on the plan the engines chose."""
+def run_lower(greedy, headroom_hosts, forecast_hosts, memory_hosts, soft_breaks, level, imbalance_now,
+              forecast_words):
+    """The steps for the measure's lower terms (5-10), in order, on the plan the engines chose;
+    `forecast_words` say in the reasons what a forecast is (planner.forecast_words)."""
     state, policy = greedy.state, greedy.policy
     for host in headroom_hosts:
         headroom(greedy, host, greedy.verdicts[host.name].reason)
     for host in forecast_hosts:
-        current = state[host.name]
-        if current.load <= policy.load_threshold < current.forecast:
-            shed_forecast(greedy, host)
+        if state[host.name].levelled and state[host.name].forecast > policy.max_load_candidate:
+            shed_forecast(greedy, host, forecast_words)
     for host, reason in memory_hosts:
         if state[host.name].memory_load > policy.memory_threshold:
             shed_memory(greedy, host, reason)

@@ -182,11 +182,16 @@ def test_trace_replay_runs_the_engine_on_the_reference_preset(tmp_path):
     # mark 0.574), which leaves hv01 at 0.45; hv01 is over only at step 0.
     assert [(m.step, m.source, m.destination) for m in greedy.migrations] == [(0, "hv01", "hv02")]
     assert greedy.metrics.over_host_steps == 1 and greedy.metrics.over_share == 1 / 8
-    # xen.drs waits until the overload has lasted max_over (10 min: samples of steps 0-2), so hv01
-    # is over at steps 0, 1 and 2.
+    # xen.drs does not act on one sample: at step 0 its domains have no level yet. At step 1 their
+    # level (the mean of two samples) says hv01 is over the threshold too, so the overload will last
+    # and it acts before max_over (10 min); hv01 is over at steps 0 and 1.
     drs = traces.replay_day(day, traces.xen_drs)
-    assert drs.migrations and drs.migrations[0].step == 2 and drs.migrations[0].source == "hv01"
-    assert drs.metrics.over_host_steps == 3
+    assert drs.migrations and drs.migrations[0].step == 1 and drs.migrations[0].source == "hv01"
+    assert drs.migrations[0].reason.startswith("hv01 overloaded 0.82 > 0.75 for 5 min, forecast 0.82 (")
+    assert drs.metrics.over_host_steps == 2
+    # without prediction it waits until the overload has lasted max_over (samples of steps 0-2)
+    react = traces.replay_day(day, traces.xen_drs, {"predictive": False})
+    assert react.migrations and react.migrations[0].step == 2 and react.metrics.over_host_steps == 3
     quiet = traces.replay_day(day, traces.no_balancing)
     assert quiet.metrics.over_host_steps == 4 and quiet.metrics.sustained_host_steps == 2
 

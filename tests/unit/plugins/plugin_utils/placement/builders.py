@@ -67,21 +67,26 @@ def held_by_failure(failure, now, hold):
     return failure.get("previous") is not None and (failure["time"] - failure["previous"]) / 60 < hold
 
 
-def forecast(domain, pol, now=NOW):
-    """A domain's demand max_over minutes ahead: its cpu plus half the least-squares slope of its samples
-    over the last 3 x max_over minutes times max_over (a damped trend; at least 3 samples; never below 0)."""
+def level(domain, pol, now=NOW):
+    """A domain's level: the mean of its samples over the last 3 x max_over minutes; None with fewer than
+    2 of them or without prediction."""
     window = 3 * pol["max_over"] * 60
-    points = [(t, v) for t, v in domain.get("samples") or () if t > now - window]
-    if not pol["predictive"] or len(points) < 3:
-        return domain["cpu"]
-    n = len(points)
-    mean_t = sum(t for t, _v in points) / n
-    mean_v = sum(v for _t, v in points) / n
-    var_t = sum((t - mean_t) ** 2 for t, _v in points)
-    if var_t == 0:
-        return domain["cpu"]
-    slope = sum((t - mean_t) * (v - mean_v) for t, v in points) / var_t
-    return max(0.0, domain["cpu"] + 0.5 * slope * pol["max_over"] * 60)
+    values = [v for t, v in domain.get("samples") or () if t > now - window]
+    if not pol["predictive"] or len(values) < 2:
+        return None
+    return sum(values) / len(values)
+
+
+def forecast(domain, pol, now=NOW):
+    """A domain's forecast demand: its level, else its cpu."""
+    found = level(domain, pol, now)
+    return domain["cpu"] if found is None else found
+
+
+def _levelled(host, pol):
+    """Whether at least half of the host's CPU use comes from domains with a level."""
+    total = sum(d["cpu"] for d in host["running"])
+    return total > 0 and sum(d["cpu"] for d in host["running"] if level(d, pol) is not None) >= 0.5 * total
 
 
 def busy(domain, pol, now=NOW):
@@ -164,8 +169,8 @@ def measure(hosts, pol, balancing=False, shedding=()):
     breaks = sum(_breaks_rule(hosts, pol, d["name"], name) for name, h in hosts.items() for d in h["running"])
     soft = sum(_breaks_rule(hosts, pol, d["name"], name, "should") for name, h in hosts.items() for d in h["running"])
     forecasts = _forecasts(hosts, pol)
-    forecast_above = sum(max(0.0, forecasts[n] - threshold) for n, h in hosts.items()
-                         if pol["predictive"] and not h["maintenance"] and loads[n] <= threshold)
+    forecast_above = sum(max(0.0, forecasts[n] - pol["max_load_candidate"]) for n, h in hosts.items()
+                         if pol["predictive"] and not h["maintenance"] and _levelled(h, pol))
     memory_above = 0.0 if memory_threshold is None else \
         math.fsum(max(0.0, m - memory_threshold) for m in memory_loads.values())
     calm = [name for name, h in hosts.items() if not h["maintenance"]]
@@ -271,8 +276,8 @@ def check_plan(cluster, policy, result, now=NOW):
                    or move["source"] in memory_overloaded
                    or _breaks_rule(hosts, pol, name, move["source"], "should")
                    or (balancing and move["reason"].startswith("imbalance "))
-                   or (pol["predictive"] and _loads(hosts)[move["source"]] <= pol["load_threshold"]
-                       < _forecasts(hosts, pol)[move["source"]]))
+                   or (pol["predictive"] and _levelled(source, pol)
+                       and _forecasts(hosts, pol)[move["source"]] > pol["max_load_candidate"]))
         if enabled and not primary:
             assert _loads(hosts)[move["source"]] <= pol["load_threshold"], \
                 f"{name} makes room on a host that is itself over the threshold"

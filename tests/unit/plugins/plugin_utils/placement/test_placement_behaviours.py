@@ -340,52 +340,94 @@ def test_the_busy_line_does_not_hold_a_domain_breaking_a_must_pin():
 
 # ---------------------------------------------------------------- prediction
 
-def ramp(start, end, minutes=30, interval=5):
-    """[t, cores] samples rising linearly from start to end over the last `minutes`."""
-    points = samples(0, minutes, interval)
-    last = len(points) - 1
-    return [[t, start + (end - start) * i / last] for i, (t, _load) in enumerate(points)]
+def series(*values, interval=5):
+    """[t, cores] samples, one every `interval` minutes, the last one now."""
+    return [[NOW - (len(values) - 1 - i) * interval * MIN, value] for i, value in enumerate(values)]
 
 
-def rising_pool():
-    """hv1 at 0.75 (not over), its domain web1 rising from 1.0 to 2.0 cores in 30 min: forecast
-    2.0 + 0.5 x 10 x 1/30 = 2.17 cores (a damped trend), hv1's forecast (2.17 + 4.0) / 8 = 0.77; hv2 and
-    hv3 calm."""
-    hv1 = host("hv1", [domain("web1", 2.0, samples=ramp(1.0, 2.0)), domain("steady", 4.0)])
-    return [hv1, host("hv2", [domain("a", 1.0)]), host("hv3", [domain("b", 1.6)])]
+FORECAST = "its domains' mean use over 30 min"  # the level's window: 3 x max_over (10 min)
 
 
-def test_a_host_whose_trend_crosses_the_threshold_sheds_before_it_does():
-    result = planned(rising_pool(), {"now": NOW, "balance": 0})
-    # the highest forecast demand leaves first: steady (4.0) frees more than web1 (2.17)
+def dipping_pool():
+    """hv1 at 0.50 now, but web1 uses 1.0 core now after 3.0 in the five samples before: its level (the
+    mean of its six samples of the last 30 min) is 16 / 6 = 2.67 cores; steady has run at 3.0 all along.
+    hv1's forecast is (2.67 + 3.0) / 8 = 0.71 > max_load_candidate 0.65. hv2 (1.0) and hv3 (2.4) calm."""
+    hv1 = host("hv1", [domain("web1", 1.0, samples=series(3.0, 3.0, 3.0, 3.0, 3.0, 1.0)),
+                       domain("steady", 3.0, samples=series(*[3.0] * 6))])
+    return [hv1, host("hv2", [domain("a", 1.0)]), host("hv3", [domain("b", 2.4)])]
+
+
+def test_a_host_whose_domains_level_is_over_max_load_candidate_sheds_before_the_next_burst():
+    result = planned(dipping_pool(), {"now": NOW, "balance": 0})
+    # the highest forecast demand leaves first: steady (3.0) frees more than web1 (2.67)
     assert moves(result) == [("steady", "hv1", "hv2")]
-    assert result["migrations"][0]["reason"] == "hv1 trend 0.75 -> 0.77 in 10 min > 0.75"
-    assert result["measure"]["before"]["forecast_above_threshold"] == 0.0208
-    assert result["measure"]["after"]["forecast_above_threshold"] == 0
+    assert result["migrations"][0]["reason"] == f"hv1 forecast 0.71 > max_load_candidate 0.65 ({FORECAST})"
+    assert result["measure"]["before"]["forecast_above_candidate"] == 0.0583
+    assert result["measure"]["after"]["forecast_above_candidate"] == 0
     assert result["hosts"][0]["status"] == "ok"
 
 
-def test_without_prediction_or_without_a_trend_nothing_moves():
-    assert moves(planned(rising_pool(), {"now": NOW, "balance": 0, "predictive": False})) == []
-    flat = rising_pool()
-    flat[0]["domains"][0]["samples"] = [[t, 2.0] for t, _v in ramp(0, 0)]
-    assert moves(planned(flat, {"now": NOW, "balance": 0})) == []
+def test_without_prediction_nothing_moves():
+    assert moves(planned(dipping_pool(), {"now": NOW, "balance": 0, "predictive": False})) == []
+
+
+def test_a_host_sheds_for_its_forecast_only_when_its_domains_have_a_level():
+    def pool(web1_history, db1_history):
+        """hv1 at 0.70 (over max_load_candidate 0.65, under the threshold); web1 and db1 steady for the
+        given number of samples."""
+        return [host("hv1", [domain("web1", 3.0, samples=series(*[3.0] * web1_history)),
+                             domain("db1", 2.6, samples=series(*[2.6] * db1_history))]),
+                host("hv2", [domain("a", 1.0)]), host("hv3", [domain("b", 2.4)])]
+
+    # only the sample now: no level, so the forecast is the load now and proves nothing; hv1 stays
+    assert moves(planned(pool(1, 1), {"now": NOW, "balance": 0})) == []
+    # db1 has a level, but its 2.6 cores are less than half of hv1's 5.6: still the load now, mostly
+    assert moves(planned(pool(1, 2), {"now": NOW, "balance": 0})) == []
+    # two samples each give a level: (3.0 + 2.6) / 8 = 0.70 > 0.65, web1 leaves
+    assert moves(planned(pool(2, 2), {"now": NOW, "balance": 0})) == [("web1", "hv1", "hv2")]
+
+
+def test_a_burst_whose_level_stays_low_waits_for_max_over():
+    """hv1 went over the threshold in the last 5 minutes (0.80 now, 0.55 before): web1 burst from 0.4 to
+    2.4 cores, its level is 4.4 / 6 = 0.73; hv1's forecast (0.73 + 4.0) / 8 = 0.59 is under
+    max_load_candidate: the burst is expected to pass, and nothing moves until the overload lasts."""
+    hv1 = host("hv1", [domain("web1", 2.4, samples=series(0.4, 0.4, 0.4, 0.4, 0.4, 2.4)),
+                       domain("steady", 4.0, samples=series(*[4.0] * 6))],
+               samples=series(0.55, 0.55, 0.55, 0.55, 0.55, 0.80))
+    result = planned([hv1, host("hv2", [domain("a", 1.0)]), host("hv3", [domain("b", 1.6)])],
+                     {"now": NOW, "balance": 0})
+    assert moves(result) == []
+    assert result["hosts"][0]["overloaded"] is False
+
+
+def test_an_overload_whose_level_is_over_the_threshold_is_acted_on_at_once():
+    """As above, but web1 has used 2.4 cores all along: hv1's forecast (2.4 + 4.0) / 8 = 0.80 says the
+    overload will still be there when max_over has passed."""
+    hv1 = host("hv1", [domain("web1", 2.4, samples=series(*[2.4] * 6)),
+                       domain("steady", 4.0, samples=series(*[4.0] * 6))],
+               samples=series(0.55, 0.55, 0.55, 0.55, 0.55, 0.80))
+    result = planned([hv1, host("hv2", [domain("a", 1.0)]), host("hv3", [domain("b", 1.6)])],
+                     {"now": NOW, "balance": 0})
+    assert result["hosts"][0]["overloaded"] is True
+    assert result["migrations"][0]["reason"] == f"hv1 overloaded 0.80 > 0.75 for 0 min, forecast 0.80 ({FORECAST})"
+    assert result["hosts"][0]["predicted_load"] <= 0.65
 
 
 def test_no_destination_may_end_with_a_forecast_over_max_load_candidate():
-    pool = rising_pool()
-    # steady (4.0) fits nowhere under 0.55. For web1, hv2 and hv3 tie at 0.50 after (hv2 first by name),
-    # but hv2's own domain rises: forecast (2.33 + 2.17) / 8 = 0.5625 > 0.55; hv3's: (2.0 + 2.17) / 8 = 0.52
-    pool[1]["domains"] = [domain("a", 2.0, samples=ramp(0.0, 2.0))]
-    pool[2]["domains"] = [domain("b", 2.0)]
+    pool = dipping_pool()
+    # steady (3.0) leaves hv1 (forecast 0.71 > 0.55). hv2 has the lower busy load after it ((1.6 + 3.0) / 8
+    # = 0.575 against hv3's (3.0 + 3.0) / 8 = 0.75, b's one burst), but a's level is 9 / 6 = 1.5 cores:
+    # hv2's forecast would end at (1.5 + 3.0) / 8 = 0.5625 > 0.55; hv3's at (8 / 6 + 3.0) / 8 = 0.54
+    pool[1]["domains"] = [domain("a", 1.0, samples=series(1.6, 1.6, 1.6, 1.6, 1.6, 1.0))]
+    pool[2]["domains"] = [domain("b", 1.0, samples=series(1.0, 1.0, 1.0, 1.0, 3.0, 1.0))]
     result = planned(pool, {"now": NOW, "balance": 0, "max_load_candidate": 0.55})
-    assert moves(result) == [("web1", "hv1", "hv3")]
+    assert moves(result) == [("steady", "hv1", "hv3")]
 
 
 def test_a_forecast_move_never_sends_a_domain_back_where_it_left_within_two_hours():
-    pool = rising_pool()
+    pool = dipping_pool()
     pool[0]["domains"][1]["last_migration"] = {"time": NOW - 90 * MIN, "source": "hv2", "destination": "hv1"}
-    # steady may not go back to hv2 and does not fit hv3 (0.70 > 0.65): web1 goes instead
+    # steady may not go back to hv2 and does not fit hv3 ((2.4 + 3.0) / 8 = 0.675 > 0.65): web1 goes instead
     assert moves(planned(pool, {"now": NOW, "balance": 0})) == [("web1", "hv1", "hv2")]
 
 

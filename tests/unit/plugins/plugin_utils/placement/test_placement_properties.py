@@ -131,7 +131,7 @@ def test_plans_never_break_a_constraint_and_every_move_improves_the_measure(scen
         assert (move["vm"] in enabling or repair or move["source"] in maintenance
                 or kinds[move["source"]] == "sustained" or move["source"] in memory_over
                 or (balancing and move["reason"].startswith("imbalance "))
-                or " trend " in move["reason"])
+                or " forecast " in move["reason"])
     # every running domain of a maintenance host leaves or is listed with its reason, once
     accounted = [m["vm"] for m in result["migrations"]] + [s["vm"] for s in result["skipped"]]
     for entry in cluster:

@@ -252,12 +252,15 @@ def test_initial_memory_overcommit_is_refused():
 
 
 def test_the_product_planner_plans_on_the_engine_cluster_and_its_cooldown_holds():
-    """placement.plan itself: h1 (4 CPUs) runs 1.0 at every step, h2 idles; the overload is sustained
-    once the samples span max_over (step 2); moved domains stay in cooldown for 60 minutes."""
+    """placement.plan itself: h1 (4 CPUs) runs 1.0 at every step, h2 idles; without prediction the
+    overload is sustained once the samples span max_over (step 2), with it the domains' level (two
+    samples, step 1) already says it lasts; moved domains stay in cooldown for 60 minutes."""
     vms = [(f"v{i}", "h1", 1024, [1.0] * 20) for i in range(4)] + [("w", "h2", 1024, [0.2] * 20)]
     day = scenario(vms, hosts=(("h1", 4, 16384), ("h2", 4, 16384)))
     policy = dict(placement.DEFAULTS, load_threshold=0.75, max_load_candidate=0.6, max_over=10, cooldown=60)
-    result = replay(day, placement.plan, policy)
+    predicted = replay(day, placement.plan, policy).migrations[0]
+    assert predicted.step == 1 and predicted.source == "h1" and "for 5 min, forecast 1.00" in predicted.reason
+    result = replay(day, placement.plan, dict(policy, predictive=False))
     first = result.migrations[0]
     assert first.step == 2 and first.source == "h1" and "overloaded" in first.reason
     assert result.host_loads["h1"][3] <= 0.75  # from the next step on
