@@ -575,3 +575,24 @@ def test_replay_targets_are_judged_per_day_and_name_the_day():
     checks = [c for c in run.replay_verdicts(result) if c[0] == run.TARGET_REPLAY_SHARE]
     assert [c[2].split(":")[0] for c in checks] == ["20110303", "20110306"] and not any(c[1] for c in checks)
     assert run.replay_verdicts(None) == []
+
+
+def test_forecast_evidence_auc_ranks_positives_over_negatives():
+    import forecast_evidence  # pylint: disable=import-outside-toplevel,import-error
+
+    assert forecast_evidence.auc([0.1, 0.2, 0.8, 0.9], [False, False, True, True]) == 1.0
+    assert forecast_evidence.auc([0.9, 0.8, 0.2, 0.1], [False, False, True, True]) == 0.0
+    assert forecast_evidence.auc([0.5, 0.5, 0.5, 0.5], [False, True, False, True]) == 0.5
+    assert forecast_evidence.auc([0.1, 0.3, 0.2, 0.4], [False, True, False, False]) == pytest.approx(2 / 3)
+
+
+def test_forecast_evidence_carry_over_tells_lasting_bursts_from_passing_ones():
+    import forecast_evidence  # pylint: disable=import-outside-toplevel,import-error
+
+    steps = 60
+    # a VM whose use steps up and stays there: its departure from the 2-hour mean carries over
+    lasting = [[0.2] * 30 + [1.0] * (steps - 30)]
+    # a VM that bursts every other sample: the departure reverses at the next one
+    passing = [[1.0 if t % 2 else 0.0 for t in range(steps)]]
+    assert forecast_evidence.carry_over(lasting) > 0.9
+    assert forecast_evidence.carry_over(passing) < -0.9
