@@ -100,7 +100,7 @@ def report(path, seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--seed", type=int, default=1, help="the order the VMs are dealt to hosts in")
     parser.add_argument("days", nargs="*", help="trace CSVs (default: every day in %s)" % traces.TRACE_DIR)
     args = parser.parse_args(argv)
