@@ -193,11 +193,13 @@ def balance_rank(gain, cost, dest_recent_peak, domain, dest_name):
     return (-(gain - cost), dest_recent_peak, domain.memory_mb, domain.name, dest_name)
 
 
-def destination_rank(busy_after, load_after, dest):
-    """The best destination: lowest busy load after the move (its domains' and the newcomer's busy
-    demand, history.busy, over its CPUs: where domains that use more at times already add up, a few
-    of them rising together take the host over), then lowest predicted load, most free memory, name."""
-    return (busy_after, load_after, -dest.free_mb, dest.name)
+def destination_rank(forecast_after, busy_after, load_after, dest):
+    """The best destination: the lowest sum of its forecast load and its busy load after the move, then
+    lowest predicted load, most free memory, name. The forecast load (its domains' and the newcomer's
+    level, history.level) is where its load keeps coming back to; the busy load (their busy demand,
+    history.busy: what each uses at times) is how far it goes when they burst. Without a level (or
+    without policy.predictive) a domain's forecast is its use now."""
+    return (forecast_after + busy_after, load_after, -dest.free_mb, dest.name)
 
 
 def finishing_rank(peak, domain):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from . import objective, rules
 from .model import Domain
-from .state import HostState, busy_demand, np
+from .state import HostState, busy_demand, forecast_demand, np
 
 
 ROOM_HOSTS = 64  # make_room looks at this many of the calmest eligible hosts at most
@@ -122,6 +122,7 @@ class Search:
         policy, hosts = self.policy, self.state.arrays
         after = hosts.load + domain.cpu / hosts.cpus
         busy_after = hosts.busy_load + busy_demand(domain) / hosts.cpus
+        forecast_after = hosts.forecast + forecast_demand(domain) / hosts.cpus
         possible = self._open_to(domain, source)
         for rule in rules.NUMERIC:
             possible &= np.logical_not(rule.surely_rejects(domain, hosts, policy, after))
@@ -133,7 +134,8 @@ class Search:
             found = found[under_line]
         if not found.size:
             return None
-        rank = objective.destination_rank(busy_after[found], after[found], _Subset(hosts, found))
+        rank = objective.destination_rank(forecast_after[found], busy_after[found], after[found],
+                                          _Subset(hosts, found))
         for index in found[np.lexsort(rank[::-1])]:
             dest = self.state[hosts.names[index]]
             if self.allowed(domain, dest, keep_soft):

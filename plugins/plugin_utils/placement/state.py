@@ -64,7 +64,7 @@ class Move:
 LEVELLED_SHARE = 0.5  # of a host's CPU use, from domains with a level, before its forecast counts (HostState.levelled)
 
 
-def _forecast(domain):
+def forecast_demand(domain):
     """A domain's forecast demand (set by the planner when policy.predictive is on and its samples give
     a level), else its use now."""
     return domain.cpu if domain.forecast is None else domain.forecast
@@ -109,7 +109,7 @@ class HostState:
     @classmethod
     def of(cls, host, maintenance):
         state = cls(host.name, host.cpus, maintenance, [d.cpu for d in host.running], [host.memory_free_mb],
-                    host.memory_mb, [d.memory_mb for d in host.running], [_forecast(d) for d in host.running],
+                    host.memory_mb, [d.memory_mb for d in host.running], [forecast_demand(d) for d in host.running],
                     [busy_demand(d) for d in host.running], [_levelled_cpu(d) for d in host.running])
         state.running = len(state.cpu_values)
         state._changed()
@@ -131,7 +131,7 @@ class HostState:
         return math.fsum(self.forecast_parts) / self.cpus
 
     def forecast_with(self, domain):
-        return math.fsum(self.forecast_parts + [_forecast(domain)]) / self.cpus
+        return math.fsum(self.forecast_parts + [forecast_demand(domain)]) / self.cpus
 
     @property
     def levelled(self):
@@ -158,7 +158,7 @@ class HostState:
         self.used_mb = math.fsum(self.used_parts)
 
     def add(self, domain):
-        self.forecast_parts.append(_forecast(domain))
+        self.forecast_parts.append(forecast_demand(domain))
         self.levelled_parts.append(_levelled_cpu(domain))
         self.busy_parts.append(busy_demand(domain))
         self.cpu_values.append(domain.cpu)
@@ -168,7 +168,7 @@ class HostState:
         self._changed()
 
     def remove(self, domain):
-        self.forecast_parts.remove(_forecast(domain))
+        self.forecast_parts.remove(forecast_demand(domain))
         self.levelled_parts.remove(_levelled_cpu(domain))
         self.busy_parts.remove(busy_demand(domain))
         self.cpu_values.remove(domain.cpu)
@@ -178,7 +178,7 @@ class HostState:
         self._changed()
 
     def unadd(self, domain):
-        self.forecast_parts.remove(_forecast(domain))
+        self.forecast_parts.remove(forecast_demand(domain))
         self.levelled_parts.remove(_levelled_cpu(domain))
         self.busy_parts.remove(busy_demand(domain))
         self.cpu_values.remove(domain.cpu)
@@ -188,7 +188,7 @@ class HostState:
         self._changed()
 
     def unremove(self, domain):
-        self.forecast_parts.append(_forecast(domain))
+        self.forecast_parts.append(forecast_demand(domain))
         self.levelled_parts.append(_levelled_cpu(domain))
         self.busy_parts.append(busy_demand(domain))
         self.cpu_values.append(domain.cpu)
@@ -203,7 +203,7 @@ class HostArrays:
     position in name order (a tie-break that sorts as the names do), `names` the names themselves.
     ClusterState keeps them in step with each change of a host."""
 
-    FIELDS = ("load", "busy_load", "free_mb", "used_mb", "running")
+    FIELDS = ("load", "busy_load", "forecast", "free_mb", "used_mb", "running")
 
     def __init__(self, states):
         self.names = [s.name for s in states]

@@ -424,6 +424,16 @@ def test_no_destination_may_end_with_a_forecast_over_max_load_candidate():
     assert moves(result) == [("steady", "hv1", "hv3")]
 
 
+def test_of_two_destinations_as_busy_the_one_whose_level_is_lower_takes_the_domain():
+    pool = dipping_pool()
+    # steady (3.0) leaves hv1. a and b both use 1.0 now and 1.6 at their busiest (busy loads after the
+    # move tie at (1.6 + 3.0) / 8 = 0.575, loads at 0.5), but a has run at 1.6 most of the last 30 min
+    # (level 1.5: forecast after 0.5625), b only once (level 1.1: 0.5125): hv3, though hv2 comes first by name
+    pool[1]["domains"] = [domain("a", 1.0, samples=series(1.6, 1.6, 1.6, 1.6, 1.6, 1.0))]
+    pool[2]["domains"] = [domain("b", 1.0, samples=series(1.0, 1.0, 1.0, 1.0, 1.6, 1.0))]
+    assert moves(planned(pool, {"now": NOW, "balance": 0})) == [("steady", "hv1", "hv3")]
+
+
 def test_a_forecast_move_never_sends_a_domain_back_where_it_left_within_two_hours():
     pool = dipping_pool()
     pool[0]["domains"][1]["last_migration"] = {"time": NOW - 90 * MIN, "source": "hv2", "destination": "hv1"}
