@@ -300,7 +300,7 @@ def shed_forecast(greedy, host, words):
     """Bring a host's forecast load to max_load_candidate, highest forecast demand first; `words` say
     what the forecast is."""
     source, candidate = greedy.state[host.name], greedy.policy.max_load_candidate
-    reason = f"{host.name} forecast {source.forecast:.2f} > max_load_candidate {candidate} ({words})"
+    reason = f"{host.name} forecast {history.figure(source.forecast, candidate)} > max_load_candidate {candidate} ({words})"
     return _shed_while(greedy, host, objective.forecast_shed_order,
                        lambda: source.levelled and source.forecast > candidate, lambda domain: bool(domain.forecast),
                        reason)
