@@ -3,9 +3,9 @@ forecast (placement.history.level).
 
     python benchmarks/forecast_evidence.py [--seed N] [DAY.csv ...]
 
-For each trace day (default: every day in traces.TRACE_DIR), with the reference recipe's host count
-(8-CPU hosts at a mean load of 0.5) and the VMs dealt to hosts in an order shuffled by --seed (no
-balancer: the placement stays as dealt), prints:
+For each trace day (default: every day in traces.TRACE_DIR), on the benchmark's reference cluster with
+the VMs dealt in an order shuffled by --seed (traces.scenario and traces.reshuffled; no balancer: the
+placement stays as dealt), prints:
 
   - carry-over: how much of a VM's departure from its mean over the last 2 hours is still there at the
     next 5-minute sample (the least-squares weight a in x[t+1] - m = a (x[t] - m)). Near 0: bursts
@@ -20,19 +20,15 @@ Every figure is computed from the trace in this run; nothing is stored.
 import argparse
 import math
 import os
-import random
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "plugins", "plugin_utils"))
 
-import replay  # noqa: E402  pylint: disable=wrong-import-position,import-error
 import traces  # noqa: E402  pylint: disable=wrong-import-position
 
 THRESHOLD = 0.75
-CPUS = 8
-MEAN_LOAD = 0.5
 HISTORY = 24  # 5-minute samples: 2 hours
 WINDOWS = (6, 12, 24)  # samples averaged by the mean predictors: 30, 60, 120 minutes
 
@@ -66,28 +62,25 @@ def carry_over(demand):
     return numerator / denominator if denominator else float("nan")
 
 
-def host_rows(demand, seed):
-    """(predictions by name, load next) for every host-step with HISTORY samples behind it."""
-    steps = len(demand[0])
-    hosts = math.ceil(sum(math.fsum(series) / steps for series in demand) / (CPUS * MEAN_LOAD))
-    order = list(range(len(demand)))
-    random.Random(seed).shuffle(order)
-    members = [order[i::hosts] for i in range(hosts)]
+def host_rows(day):
+    """(predictions by name, load next) for every host-step of `day` (a Scenario, VMs where they were
+    dealt) with HISTORY samples behind it."""
+    members = [(host.cpus, [vm.demand for vm in day.vms if vm.host == host.name]) for host in day.hosts]
     rows = []
-    for t in range(HISTORY - 1, steps - 1):
-        for vms in members:
-            predictions = {"load now": math.fsum(demand[v][t] for v in vms) / CPUS}
+    for t in range(HISTORY - 1, day.steps - 1):
+        for cpus, demand in members:
+            predictions = {"load now": math.fsum(series[t] for series in demand) / cpus}
             for window in WINDOWS:
                 predictions["mean %d min" % (window * 5)] = math.fsum(
-                    math.fsum(demand[v][t - window + 1:t + 1]) / window for v in vms) / CPUS
-            rows.append((predictions, math.fsum(demand[v][t + 1] for v in vms) / CPUS))
+                    math.fsum(series[t - window + 1:t + 1]) / window for series in demand) / cpus
+            rows.append((predictions, math.fsum(series[t + 1] for series in demand) / cpus))
     return rows
 
 
 def report(path, seed):
-    trace = replay.read_trace(path)
-    demand = [[percent / 100.0 for percent in vm.percent] for vm in trace.vms]
-    rows = host_rows(demand, seed)
+    day = traces.reshuffled(traces.scenario(path), seed)
+    demand = [vm.demand for vm in day.vms]
+    rows = host_rows(day)
     under = [(p, after) for p, after in rows if p["load now"] <= THRESHOLD]
     labels = [after > THRESHOLD for _p, after in under]
     print("%s: %d VMs, carry-over of a burst to the next 5 minutes a = %.3f; %d host-steps under %.2f, %d cross it"

@@ -400,8 +400,7 @@ def run_lower(greedy, headroom_hosts, forecast_hosts, memory_hosts, soft_breaks,
     for host in headroom_hosts:
         headroom(greedy, host, greedy.verdicts[host.name].reason)
     for host in forecast_hosts:
-        if state[host.name].levelled and state[host.name].forecast > policy.max_load_candidate:
-            shed_forecast(greedy, host, forecast_words)
+        shed_forecast(greedy, host, forecast_words)  # it sheds only while the host's forecast is over the line
     for host, reason in memory_hosts:
         if state[host.name].memory_load > policy.memory_threshold:
             shed_memory(greedy, host, reason)
