@@ -158,7 +158,7 @@ def busy(samples, current, window, now):
 def level(samples, window, now):
     """A domain's forecast demand: the mean of its samples over the last `window` minutes, the level its
     use keeps coming back to. On the PlanetLab days a domain's departure from that mean carries over to
-    the next 5-minute sample by only 4-6 %: a burst now says little about the next samples, the recent
+    the next 5-minute sample by only 3-6 %: a burst now says little about the next samples, the recent
     mean says more (benchmarks/README.md). None with fewer than 2 samples in the window: the sample now
     alone is no level."""
     values = [value for t, value in samples if t > now - window * 60]
